@@ -1,0 +1,381 @@
+"""One typed, validated configuration for a training run.
+
+Every section is a pydantic model with ``extra="forbid"`` so typos are refused; ``load_config``
+merges a recipe preset, an optional YAML file and ``--set section.key=value`` overrides, and turns
+every validation problem into a one-line :class:`ConfigError` that names the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+RECIPE_DIR = Path(__file__).parent / "recipes"
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ep|ba|s|sec|min|m|h)\s*$")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with a message fit for one line on the console."""
+
+
+class Duration(BaseModel):
+    """A length of training: epochs (``128ep``), batches (``1000ba``) or wall-clock (``39min``)."""
+
+    model_config = ConfigDict(frozen=True)
+    value: float
+    unit: Literal["ep", "ba", "s"]
+
+    @classmethod
+    def parse(cls, text: str | int | float | Duration) -> Duration:
+        if isinstance(text, Duration):
+            return text
+        match = _DURATION_RE.match(str(text))
+        if not match:
+            raise ValueError(f"invalid duration {text!r}: use e.g. '128ep', '1000ba', '39min', '2h', '90s'")
+        value, unit = float(match.group(1)), match.group(2)
+        if unit in ("min", "m"):
+            value, unit = value * 60, "s"
+        elif unit == "h":
+            value, unit = value * 3600, "s"
+        elif unit == "sec":
+            unit = "s"
+        if value <= 0:
+            raise ValueError(f"invalid duration {text!r}: must be positive")
+        if unit == "ba" and value != int(value):
+            raise ValueError(f"invalid duration {text!r}: batches must be a whole number")
+        return cls(value=value, unit=unit)
+
+    def __str__(self) -> str:
+        number = int(self.value) if self.value == int(self.value) else self.value
+        return f"{number}{self.unit}"
+
+
+def _duration_field(value: Any) -> Duration:
+    return Duration.parse(value)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    """Where the data comes from and the reference augmentation pipeline (SPEC §2)."""
+
+    spec: str = "synthetic"
+    crop_size: int = Field(512, gt=0)
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    cat_max_ratio: float = Field(0.75, gt=0, le=1)
+    crop_retries: int = Field(10, ge=1)
+    flip_prob: float = Field(0.5, ge=0, le=1)
+    photometric: bool = True
+    eval_size: int = Field(512, gt=0)
+    num_workers: int = Field(2, ge=0)
+    pin_memory: bool = True
+    persistent_workers: bool = True
+    # folder:PATH datasets only
+    num_classes: int | None = Field(None, gt=0)
+    ignore_value: int = Field(255, ge=0, le=65535)
+    reduce_zero_label: bool = False
+    # synthetic datasets only
+    synthetic_train_size: int = Field(256, gt=0)
+    synthetic_val_size: int = Field(64, gt=0)
+    synthetic_image_size: int = Field(96, ge=16)
+    synthetic_seed: int = 0
+
+    @field_validator("scale_range")
+    @classmethod
+    def _check_scales(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not 0 < low <= high:
+            raise ValueError(f"scale_range must satisfy 0 < low <= high, got {list(value)}")
+        return value
+
+
+class ModelConfig(Section):
+    """The network: the reference DeepLabv3+ or any segmentation_models_pytorch architecture."""
+
+    name: str = "deeplabv3plus"
+    backbone: str = "resnet101"
+    output_stride: Literal[8, 16] = 8
+    weights: str | None = None
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if value != "deeplabv3plus" and not value.startswith("smp:"):
+            raise ValueError(f"unknown model {value!r}: use 'deeplabv3plus' or 'smp:<Arch>' (e.g. smp:Unet)")
+        return value
+
+
+class OptimizerConfig(Section):
+    """SGDW is the reference: decoupled weight decay scaled by lr_t / lr_0 (SPEC §2)."""
+
+    name: Literal["sgdw", "sgd", "adamw"] = "sgdw"
+    lr: float = Field(0.08, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(5e-5, ge=0)
+    nesterov: bool = False
+
+
+class ScheduleConfig(Section):
+    name: Literal["cosine", "poly", "constant"] = "cosine"
+    warmup: Duration | None = None
+    power: float = Field(0.9, gt=0)
+    final_lr_ratio: float = Field(0.0, ge=0, le=1)
+
+    _parse_warmup = field_validator("warmup", mode="before")(
+        lambda value: None if value in (None, "", 0, "0") else _duration_field(value)
+    )
+
+
+class TrainConfig(Section):
+    duration: Duration = Duration(value=128, unit="ep")
+    global_batch_size: int = Field(128, gt=0)
+    device_microbatch_size: int | Literal["auto"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    compile: bool = False
+    sync_bn: bool = False
+    seed: int = 42
+    eval_interval: Duration | None = Duration(value=1, unit="ep")
+    log_interval: int = Field(10, gt=0)
+    checkpoint_interval: Duration | None = Duration(value=1, unit="ep")
+    keep_last: int = Field(2, ge=1)
+    progress: Literal["auto", "rich", "plain", "none"] = "auto"
+
+    _parse_duration = field_validator("duration", mode="before")(_duration_field)
+    _parse_intervals = field_validator("eval_interval", "checkpoint_interval", mode="before")(
+        lambda value: None if value in (None, "", "none", 0) else _duration_field(value)
+    )
+
+    @field_validator("device_microbatch_size")
+    @classmethod
+    def _check_microbatch(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value <= 0:
+            raise ValueError("device_microbatch_size must be positive or 'auto'")
+        return value
+
+
+class LossConfig(Section):
+    """Weighted cross-entropy + Dice; the reference uses 0.375 / 1.125 (SPEC §2)."""
+
+    ce_weight: float = Field(1.0, ge=0)
+    dice_weight: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _some_loss(self) -> LossConfig:
+        if self.ce_weight == 0 and self.dice_weight == 0:
+            raise ValueError("loss: ce_weight and dice_weight cannot both be 0")
+        return self
+
+
+class EMAConfig(Section):
+    """Exponential moving average of weights and buffers; smoothing = 2^(-interval / half_life)."""
+
+    enabled: bool = False
+    half_life: int = Field(1000, gt=0)
+    update_interval: int = Field(10, gt=0)
+    smoothing: float | None = Field(None, gt=0, lt=1)
+
+    def resolved_smoothing(self) -> float:
+        if self.smoothing is not None:
+            return self.smoothing
+        return 2.0 ** (-self.update_interval / self.half_life)
+
+
+class ChannelsLastConfig(Section):
+    enabled: bool = False
+
+
+class MixUpConfig(Section):
+    enabled: bool = False
+    alpha: float = Field(0.2, gt=0)
+
+
+class SAMConfig(Section):
+    enabled: bool = False
+    rho: float = Field(0.3, gt=0)
+    interval: int = Field(1, ge=1)
+    epsilon: float = Field(1e-12, gt=0)
+
+
+class EvalConfig(Section):
+    protocol: Literal["reference", "standard"] = "reference"
+    tta: Literal["none", "flip", "ms-flip"] = "none"
+    scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+    mode: Literal["whole", "slide"] = "whole"
+    crop_size: int = Field(512, gt=0)
+    stride: int = Field(341, gt=0)
+    batch_size: int = Field(8, gt=0)
+
+
+METHOD_SECTIONS = ("ema", "channels_last", "mixup", "sam")
+
+
+class RunConfig(Section):
+    """The whole run; every section can be overridden with ``--set section.key=value``."""
+
+    recipe: str | None = None
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    train: TrainConfig = TrainConfig()
+    loss: LossConfig = LossConfig()
+    ema: EMAConfig = EMAConfig()
+    channels_last: ChannelsLastConfig = ChannelsLastConfig()
+    mixup: MixUpConfig = MixUpConfig()
+    sam: SAMConfig = SAMConfig()
+    eval: EvalConfig = EvalConfig()
+
+    def enabled_methods(self) -> list[str]:
+        return [name for name in METHOD_SECTIONS if getattr(self, name).enabled]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(self.model_dump())
+
+
+def _plain(value: Any) -> Any:
+    """Turn a dump into YAML-friendly builtins (durations as '128ep', tuples as lists)."""
+    if isinstance(value, dict):
+        if set(value) == {"value", "unit"}:
+            return str(Duration(**value))
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def available_recipes() -> dict[str, str]:
+    """Recipe name -> its one-line purpose (the first comment line of the preset file)."""
+    recipes = {}
+    for path in sorted(RECIPE_DIR.glob("*.yaml")):
+        first = path.read_text().splitlines()[0]
+        recipes[path.stem] = first.lstrip("# ").strip()
+    return recipes
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} is not valid YAML") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return data
+
+
+def recipe_dict(name: str) -> dict[str, Any]:
+    path = RECIPE_DIR / f"{name}.yaml"
+    if not path.exists():
+        names = sorted(available_recipes())
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f" (available: {', '.join(names)})"
+        raise ConfigError(f"unknown recipe {name!r}{hint}")
+    data = _read_yaml(path)
+    data["recipe"] = name
+    return data
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``section.key=value`` -> nested dict; the value is parsed as YAML (numbers, lists, null)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected section.key=value")
+    dotted, raw = text.split("=", 1)
+    keys = dotted.strip().split(".")
+    if not all(keys):
+        raise ConfigError(f"--set {text!r}: expected section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    nested: dict[str, Any] = value
+    for key in reversed(keys):
+        nested = {key: nested}
+    return nested
+
+
+def _fields_at(location: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] = RunConfig
+    for key in location[:-1]:
+        field = model.model_fields.get(str(key))
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def _format_error(error: ValidationError, source: str) -> str:
+    first = error.errors()[0]
+    location = tuple(part for part in first["loc"] if not isinstance(part, int) or len(first["loc"]) == 1)
+    key = ".".join(str(part) for part in location) or "config"
+    if first["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(str(location[-1]), _fields_at(location), n=1)
+        hint = f" (did you mean {'.'.join([*map(str, location[:-1]), close[0]])!r}?)" if close else ""
+        return f"{source}: unknown key {key!r}{hint}"
+    message = first["msg"].removeprefix("Value error, ")
+    given = first.get("input")
+    shown = "" if isinstance(given, dict) else f" (got {given!r})"
+    return f"{source}: {key}: {message}{shown}"
+
+
+def build_config(data: dict[str, Any], source: str = "config") -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_format_error(error, source)) from None
+
+
+def load_config(
+    recipe: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    methods: list[str] | tuple[str, ...] = (),
+) -> RunConfig:
+    """Preset, then YAML file, then ``--methods`` switches, then ``--set`` overrides (last wins)."""
+    data: dict[str, Any] = recipe_dict(recipe) if recipe else {}
+    source = f"recipe {recipe!r}" if recipe else "config"
+    if config_file is not None:
+        data = _merge(data, _read_yaml(Path(config_file)))
+        source = str(config_file)
+        build_config(data, source)
+    for method in methods:
+        if method not in METHOD_SECTIONS and method != "dice":
+            close = difflib.get_close_matches(method, [*METHOD_SECTIONS, "dice"], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (available: {', '.join(METHOD_SECTIONS)}, dice)"
+            raise ConfigError(f"--methods: unknown method {method!r}{hint}")
+        if method == "dice":
+            data = _merge(data, {"loss": {"ce_weight": 0.375, "dice_weight": 1.125}})
+        else:
+            data = _merge(data, {method: {"enabled": True}})
+    for override in overrides:
+        data = _merge(data, parse_override(override))
+        build_config(data, f"--set {override}")
+    return build_config(data, source)

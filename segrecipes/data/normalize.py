@@ -1,0 +1,17 @@
+"""ImageNet normalization, done on the training device so workers ship compact uint8 tensors."""
+
+from __future__ import annotations
+
+import torch
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# The mean as a uint8 pixel: what padded image borders are filled with before normalization.
+MEAN_PIXEL = tuple(round(255 * m) for m in IMAGENET_MEAN)
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (or 0-255 float) images (..., 3, H, W) -> float32 normalized with ImageNet statistics."""
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(3, 1, 1) * 255
+    std = torch.tensor(IMAGENET_STD, device=images.device).view(3, 1, 1) * 255
+    return (images.float() - mean) / std
