@@ -148,6 +148,7 @@ class TrainConfig(Section):
     log_interval: int = Field(10, gt=0)
     checkpoint_interval: Duration | None = Duration(value=1, unit="ep")
     keep_last: int = Field(2, ge=1)
+    eval_at_start: bool = False
     progress: Literal["auto", "rich", "plain", "none"] = "auto"
 
     _parse_duration = field_validator("duration", mode="before")(_duration_field)
@@ -293,11 +294,11 @@ def recipe_dict(name: str) -> dict[str, Any]:
     return data
 
 
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+def merge_dicts(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = merge_dicts(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -363,7 +364,7 @@ def load_config(
     data: dict[str, Any] = recipe_dict(recipe) if recipe else {}
     source = f"recipe {recipe!r}" if recipe else "config"
     if config_file is not None:
-        data = _merge(data, _read_yaml(Path(config_file)))
+        data = merge_dicts(data, _read_yaml(Path(config_file)))
         source = str(config_file)
         build_config(data, source)
     for method in methods:
@@ -372,10 +373,10 @@ def load_config(
             hint = f" (did you mean {close[0]!r}?)" if close else f" (available: {', '.join(METHOD_SECTIONS)}, dice)"
             raise ConfigError(f"--methods: unknown method {method!r}{hint}")
         if method == "dice":
-            data = _merge(data, {"loss": {"ce_weight": 0.375, "dice_weight": 1.125}})
+            data = merge_dicts(data, {"loss": {"ce_weight": 0.375, "dice_weight": 1.125}})
         else:
-            data = _merge(data, {method: {"enabled": True}})
+            data = merge_dicts(data, {method: {"enabled": True}})
     for override in overrides:
-        data = _merge(data, parse_override(override))
+        data = merge_dicts(data, parse_override(override))
         build_config(data, f"--set {override}")
     return build_config(data, source)

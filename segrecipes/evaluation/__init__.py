@@ -1,0 +1,21 @@
+"""Field-standard evaluation: dataset-level metrics, sliding-window inference, TTA, protocols."""
+
+from __future__ import annotations
+
+from segrecipes.evaluation.evaluate import EvaluationError, evaluate, standard_size
+from segrecipes.evaluation.inference import DEFAULT_SCALES, InferenceConfigError, infer_logits, predict_probs
+from segrecipes.evaluation.metrics import ConfusionMatrix, MetricInputError, SegMetrics, format_table
+
+__all__ = [
+    "DEFAULT_SCALES",
+    "ConfusionMatrix",
+    "EvaluationError",
+    "InferenceConfigError",
+    "MetricInputError",
+    "SegMetrics",
+    "evaluate",
+    "format_table",
+    "infer_logits",
+    "predict_probs",
+    "standard_size",
+]

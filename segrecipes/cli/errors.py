@@ -1,0 +1,10 @@
+"""The exceptions that mean "bad input" rather than a bug: the CLI reports them in one line, exit 2."""
+
+from __future__ import annotations
+
+from segrecipes.config import ConfigError
+from segrecipes.data.spec import DataError
+from segrecipes.engine.checkpoint import CheckpointError
+from segrecipes.models.factory import ModelError
+
+USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, DataError, CheckpointError, ModelError)

@@ -1,0 +1,38 @@
+"""The ``segrecipes`` command: one typer app, one module per command group.
+
+Bad input (config, data, checkpoints, usage) ends with a one-line ``error: ...`` and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from segrecipes.cli.errors import USER_ERRORS
+from segrecipes.cli.evaluate import eval_command
+from segrecipes.cli.recipes import recipes_app
+from segrecipes.cli.train import train_command
+
+app = typer.Typer(
+    name="segrecipes",
+    help="Train semantic-segmentation models fast: the MosaicML DeepLabv3+ recipes as one-command presets.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("train")(train_command)
+app.command("eval")(eval_command)
+app.add_typer(recipes_app, name="recipes")
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, standalone_mode=True)
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""``segrecipes train``: start a run from a recipe, a YAML file and overrides, or resume one."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from segrecipes.config import ConfigError, RunConfig, build_config, load_config, merge_dicts, parse_override
+from segrecipes.engine.checkpoint import checkpoint_candidates, latest_checkpoint
+from segrecipes.engine.trainer import Trainer
+
+
+def _overrides(data: str | None, duration: str | None, sets: list[str]) -> list[str]:
+    shortcuts = [f"data.spec={data}"] if data else []
+    shortcuts += [f"train.duration={duration}"] if duration else []
+    return shortcuts + sets
+
+
+def _resumed_config(run_dir: Path, overrides: list[str]) -> tuple[RunConfig, dict]:
+    """The run's saved config with ``overrides`` on top, and its newest checkpoint."""
+    _, state = latest_checkpoint(run_dir)
+    data = state["config"]
+    for override in overrides:
+        data = merge_dicts(data, parse_override(override))
+    return build_config(data, f"{run_dir}/checkpoints"), state
+
+
+def train_command(
+    recipe: Annotated[Optional[str], typer.Option(help="Preset to start from (see `segrecipes recipes`).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config file.")] = None,
+    data: Annotated[Optional[str], typer.Option(help="ade20k:PATH | camvid:PATH | folder:PATH | synthetic")] = None,
+    duration: Annotated[Optional[str], typer.Option(help="128ep, 1000ba, 39min, 2h ...")] = None,
+    methods: Annotated[Optional[str], typer.Option(help="Comma-separated methods to enable: ema,channels_last,mixup,sam,dice")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="section.key=value override (repeatable).")] = None,
+    run_dir: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/<recipe>-<time>).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder (--duration extends it).")] = None,
+) -> None:
+    """Train a segmentation model; prints the final validation mIoU."""
+    console = Console()
+    overrides = _overrides(data, duration, list(set_ or []))
+    if resume is not None:
+        if recipe or config or methods:
+            raise ConfigError("--resume takes the run's own config; only --duration, --data and --set may change it")
+        cfg, state = _resumed_config(resume, overrides)
+        folder = resume
+    else:
+        cfg = load_config(recipe, config, overrides, [m.strip() for m in (methods or "").split(",") if m.strip()])
+        state = None
+        folder = run_dir or Path("runs") / f"{cfg.recipe or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if checkpoint_candidates(folder):
+            raise ConfigError(f"--run-dir {folder}: already holds checkpoints; use --resume {folder} or another folder")
+    trainer = Trainer(cfg, folder, resume_state=state)
+    if trainer.dist.is_main:
+        console.print(f"run folder: {folder}  ({', '.join(cfg.enabled_methods()) or 'no methods'}; "
+                      f"{cfg.model.name} {cfg.model.backbone}; data {cfg.data.spec})")
+    if cfg.train.eval_at_start and state is None:
+        before = trainer.evaluate()
+        if trainer.dist.is_main:
+            console.print(f"untrained model: val mIoU {before.miou:.2f}")
+    summary = trainer.fit()
+    if trainer.dist.is_main:
+        console.print(
+            f"final val mIoU {summary['miou']:.2f}  pixel acc {summary['pixel_acc']:.2f}  "
+            f"({summary['steps']} steps, {summary['wall_time_s']:.0f} s, {summary['train_images_per_s']:.1f} img/s)"
+        )

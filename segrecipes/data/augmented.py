@@ -1,0 +1,28 @@
+"""A raw dataset plus a transform, indexed by ``(index, sample_seed)`` for reproducible augmentation."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import Dataset
+
+from .transforms import EvalTransform, TrainTransform
+
+
+class AugmentedDataset(Dataset):
+    """``ds[(index, sample_seed)]`` augments sample ``index`` with a generator seeded by
+    ``sample_seed`` (what :class:`~segrecipes.data.sampler.TrainSampler` yields), so a sample looks
+    the same whatever the number of workers and after a resume. ``ds[index]`` uses ``index`` as the seed."""
+
+    def __init__(self, raw: Dataset, transform: TrainTransform | EvalTransform) -> None:
+        self.raw = raw
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index, sample_seed = key if isinstance(key, tuple) else (key, key)
+        image, mask = self.raw[index]
+        if self.transform.random:
+            return self.transform(image, mask, torch.Generator().manual_seed(sample_seed))
+        return self.transform(image, mask)

@@ -1,0 +1,33 @@
+"""The training DataLoader: workers decode and augment, the device normalizes (see normalize.py)."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .sampler import TrainSampler
+
+
+def build_train_loader(
+    dataset: Dataset,
+    sampler: TrainSampler,
+    batch_size: int,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+    persistent_workers: bool = False,
+) -> DataLoader:
+    """Batches of ``[uint8 images (B, 3, H, W), int64 masks (B, H, W)]`` in the sampler's order.
+
+    ``batch_size`` must divide the sampler's per-rank batch so no loader batch spans two global batches.
+    """
+    if batch_size <= 0 or sampler.batch_size_per_rank % batch_size:
+        raise ValueError(f"batch_size {batch_size} must divide the sampler's batch_size_per_rank {sampler.batch_size_per_rank}")
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=pin_memory and torch.cuda.is_available(),
+        persistent_workers=persistent_workers and num_workers > 0,
+        drop_last=True,
+    )

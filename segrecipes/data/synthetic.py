@@ -1,0 +1,118 @@
+"""A procedural dataset that needs no files: shapes and textures on a noisy background.
+
+Every colour is random and every pixel noisy, so colour alone gives nothing away: a model has to
+learn shape (disc, rectangle, triangle) and texture (stripes, checkerboard). Sample ``i`` of a
+split is drawn from a generator seeded with ``(seed, split, i)``, so it is the same everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.utils.data import Dataset
+
+from .files import IGNORE_INDEX
+from .seeds import derive_seed
+
+CLASS_NAMES = ("background", "disc", "rectangle", "triangle", "stripes", "checkerboard")
+_DISC, _RECTANGLE, _TRIANGLE, _STRIPES, _CHECKERBOARD = range(1, 6)
+_NOISE_STD = 16.0
+
+
+class SyntheticShapes(Dataset):
+    """``ds[i] -> (image, mask)``: uint8 (3, S, S) and int64 (S, S) with 2-4 possibly overlapping objects."""
+
+    class_names = list(CLASS_NAMES)
+    num_classes = len(CLASS_NAMES)
+    ignore_index = IGNORE_INDEX
+
+    def __init__(self, size: int, image_size: int = 96, split: str = "train", seed: int = 0) -> None:
+        self.size = size
+        self.image_size = image_size
+        self.split = split
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return self.size
+
+    def image_path(self, index: int) -> str:
+        return f"synthetic-{self.split}[{index}]"
+
+    def mask_path(self, index: int) -> str:
+        return self.image_path(index)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not 0 <= index < self.size:
+            raise IndexError(f"{self.image_path(index)}: index out of range (size {self.size})")
+        generator = torch.Generator().manual_seed(derive_seed("synthetic", self.seed, self.split, index))
+        return _draw_sample(self.image_size, generator)
+
+
+def _uniform(low: float, high: float, generator: torch.Generator, shape: tuple[int, ...] = ()) -> torch.Tensor:
+    return low + (high - low) * torch.rand(shape, generator=generator)
+
+
+def _distinct_colour(base: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A random colour at least 60 levels away from ``base`` in every channel (mod 256)."""
+    return (base + _uniform(60, 196, generator, (3,))) % 256
+
+
+def _draw_sample(size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    coords = (torch.arange(size, dtype=torch.float32) + 0.5) / size
+    y, x = torch.meshgrid(coords, coords, indexing="ij")
+
+    background = _uniform(0, 256, generator, (3,))
+    gradient = _uniform(-40, 40, generator, (3, 2))
+    image = background.view(3, 1, 1) + gradient[:, :1, None] * (x - 0.5) + gradient[:, 1:, None] * (y - 0.5)
+    mask = torch.zeros(size, size, dtype=torch.int64)
+
+    # One object per cell of a 2 x 2 grid, jittered: objects touch or overlap a little but stay recognizable.
+    cells = torch.randperm(4, generator=generator)[: int(torch.randint(2, 5, (), generator=generator))].tolist()
+    for cell in cells:
+        label = int(torch.randint(1, len(CLASS_NAMES), (), generator=generator))
+        jitter_x, jitter_y = _uniform(-0.08, 0.08, generator, (2,)).tolist()
+        centre_x, centre_y = 0.25 + 0.5 * (cell % 2) + jitter_x, 0.25 + 0.5 * (cell // 2) + jitter_y
+        radius = float(_uniform(0.13, 0.22, generator))
+        angle = float(_uniform(0, math.pi, generator))
+        # Coordinates in the object's own rotated frame.
+        u = (x - centre_x) * math.cos(angle) + (y - centre_y) * math.sin(angle)
+        v = -(x - centre_x) * math.sin(angle) + (y - centre_y) * math.cos(angle)
+        region = _region(label, u, v, radius, generator)
+        fill = _fill(label, u, v, size, background, generator)
+        image = torch.where(region, fill, image)
+        mask[region] = label
+
+    image = image + _NOISE_STD * torch.randn(image.shape, generator=generator)
+    return image.round().clamp(0, 255).to(torch.uint8), mask
+
+
+def _region(label: int, u: torch.Tensor, v: torch.Tensor, radius: float, generator: torch.Generator) -> torch.Tensor:
+    if label == _DISC:
+        return u.square() + v.square() < radius**2
+    if label == _TRIANGLE:
+        # Equilateral triangle with circumradius 1.3 r: inside all three edges at distance R / 2.
+        inradius = 0.65 * radius
+        normals = [angle + math.pi / 2 for angle in (0, 2 * math.pi / 3, 4 * math.pi / 3)]
+        inside = [u * math.cos(normal) + v * math.sin(normal) < inradius for normal in normals]
+        return inside[0] & inside[1] & inside[2]
+    # Rectangles, and the patches that carry a texture, are rotated rectangles of random aspect.
+    half_width, half_height = radius, radius * float(_uniform(0.45, 0.9, generator))
+    return (u.abs() < half_width) & (v.abs() < half_height)
+
+
+def _fill(
+    label: int, u: torch.Tensor, v: torch.Tensor, size: int, background: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """The (3, S, S) colours of an object: one colour for shapes, two alternating for textures."""
+    colour = _distinct_colour(background, generator)
+    if label not in (_STRIPES, _CHECKERBOARD):
+        return colour.view(3, 1, 1).expand(3, size, size)
+    second = _distinct_colour(colour, generator)
+    # Coarse stripes and a fine checkerboard differ in structure and in scale.
+    low, high = (12, 18) if label == _STRIPES else (6, 8)
+    frequency = 2 * math.pi * size / float(_uniform(low, high, generator))  # period in pixels
+    pattern = torch.sin(frequency * u) > 0
+    if label == _CHECKERBOARD:
+        pattern = pattern ^ (torch.sin(frequency * v) > 0)
+    return torch.where(pattern, colour.view(3, 1, 1), second.view(3, 1, 1))

@@ -1,0 +1,128 @@
+"""Checkpoints that survive a kill at any instant, and the RNG state needed for an exact resume.
+
+A checkpoint is written to a temporary file, flushed, fsync'ed and renamed to ``step-N.pt``; then
+``last.pt`` is atomically swapped to a hard link of it, so a complete file exists at every moment.
+Everything is loaded with ``torch.load(weights_only=True)``: a checkpoint holds tensors and plain
+Python containers only, never pickled objects.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+LAST = "last.pt"
+BEST = "best.pt"
+_STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used, with a one-line reason naming the file."""
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """Write ``obj`` so that ``path`` holds either the old or the new content, never a partial one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        torch.save(obj, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_training_checkpoint(state: dict[str, Any], folder: Path, keep_last: int) -> Path:
+    """Save ``state`` as ``step-N.pt``, point ``last.pt`` at it (a hard link, swapped atomically) and
+    keep only the newest ``keep_last`` step files."""
+    path = folder / f"step-{state['progress']['step']:08d}.pt"
+    atomic_save(state, path)
+    link = folder / f".{LAST}.link-{os.getpid()}"
+    link.unlink(missing_ok=True)
+    os.link(path, link)
+    os.replace(link, folder / LAST)
+    _fsync_dir(folder)
+    history = sorted(p for p in folder.iterdir() if _STEP_FILE.match(p.name))
+    for stale in history[: max(0, len(history) - keep_last)]:
+        stale.unlink()
+    return path
+
+
+def load_checkpoint(path: Path | str) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: checkpoint not found") from None
+    except Exception as error:  # a truncated or foreign file: many exception types are possible
+        raise CheckpointError(f"{path}: not a readable segrecipes checkpoint ({type(error).__name__})") from None
+    if not isinstance(state, dict) or "config" not in state or "model" not in state:
+        raise CheckpointError(f"{path}: not a segrecipes checkpoint (no 'config'/'model' entries)")
+    return state
+
+
+def checkpoint_candidates(run_dir: Path) -> list[Path]:
+    """Training checkpoints of a run folder, newest first."""
+    folder = run_dir / "checkpoints"
+    if not folder.is_dir():
+        return []
+    history = sorted((p for p in folder.iterdir() if _STEP_FILE.match(p.name)), reverse=True)
+    last = folder / LAST
+    return ([last] if last.exists() else []) + history
+
+
+def latest_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """The newest loadable checkpoint of ``run_dir``, skipping corrupt ones with a warning."""
+    candidates = checkpoint_candidates(run_dir)
+    if not candidates:
+        raise CheckpointError(f"{run_dir}: no checkpoint found under {run_dir / 'checkpoints'}")
+    for path in candidates:
+        try:
+            return path, load_checkpoint(path)
+        except CheckpointError as error:
+            warnings.warn(f"skipping unreadable checkpoint: {error}", stacklevel=2)
+    raise CheckpointError(f"{run_dir}: every checkpoint is unreadable")
+
+
+def resolve_checkpoint(path: Path | str) -> tuple[Path, dict[str, Any]]:
+    """A run folder (its newest checkpoint) or a checkpoint file."""
+    path = Path(path)
+    if path.is_dir():
+        return latest_checkpoint(path)
+    return path, load_checkpoint(path)
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "python": list(random.getstate()[1]),
+        "python_pos": random.getstate()[2],
+        "numpy": np.random.get_state()[1].tolist(),
+        "numpy_pos": int(np.random.get_state()[2]),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate((3, tuple(state["python"]), state["python_pos"]))
+    np.random.set_state(("MT19937", np.array(state["numpy"], dtype=np.uint32), state["numpy_pos"], 0, 0.0))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,62 @@
+"""The run folder: resolved config, metrics.jsonl, TensorBoard events and summary.json (rank 0 only)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from segrecipes.config import RunConfig
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON via a temporary file and rename, so readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(_json_safe(data), indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+class RunLogger:
+    """Appends metric rows to ``metrics.jsonl`` and TensorBoard; does nothing off rank 0."""
+
+    def __init__(self, run_dir: Path, config: RunConfig, enabled: bool = True) -> None:
+        self.run_dir = run_dir
+        self.enabled = enabled
+        self._writer = None
+        if not enabled:
+            return
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(config.to_yaml())
+        from torch.utils.tensorboard import SummaryWriter  # imported lazily: tensorboard is slow to import
+
+        self._writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+    def log(self, row: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.run_dir / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(_json_safe(row)) + "\n")
+        step = int(row.get("step", 0))
+        for key, value in row.items():
+            if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                self._writer.add_scalar(key, value, step)
+
+    def summary(self, data: dict[str, Any]) -> None:
+        if self.enabled:
+            write_json(self.run_dir / "summary.json", data)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()

@@ -1,0 +1,165 @@
+"""Score a model on a raw segmentation dataset under one of the two protocols (SPEC §3).
+
+``reference`` resizes image and mask to ``eval_size`` squared, as the recipe numbers were measured;
+``standard`` resizes only the image (short side ``eval_size``, aspect kept) and scores the
+prediction at the original resolution against the untouched mask, as public model zoos do.
+Under torch.distributed each rank scores a disjoint slice of the images and the confusion
+matrices are summed, so every image counts exactly once and every rank returns the same numbers.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, Iterator, Literal, Protocol, Sequence
+
+import torch
+import torch.distributed as dist
+from rich.progress import track
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+from torchvision.transforms.v2 import functional as TF
+
+from segrecipes.data.normalize import normalize
+from segrecipes.evaluation.inference import DEFAULT_SCALES, InferenceMode, TTAMode, predict_probs
+from segrecipes.evaluation.metrics import ConfusionMatrix, SegMetrics
+
+EvalProtocol = Literal["reference", "standard"]
+Sample = tuple[torch.Tensor, torch.Tensor]
+ScoredCallback = Callable[[torch.Tensor, torch.Tensor], None]
+
+
+class RawSegmentationDataset(Protocol):
+    """``ds[i] -> (uint8 image (3, H, W) RGB, int64 mask (H, W) with 255 = ignore)`` at original size."""
+
+    num_classes: int
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Sample: ...
+
+
+class EvaluationError(ValueError):
+    """Evaluation settings or dataset samples that cannot be scored."""
+
+
+def standard_size(height: int, width: int, short_side: int, max_long_side: int) -> tuple[int, int]:
+    """Aspect-preserving size with the short side ``short_side`` unless the long side would pass
+    ``max_long_side`` (mmseg's ``Resize(scale=(2048, 512), keep_ratio=True)``)."""
+    scale = min(short_side / min(height, width), max_long_side / max(height, width))
+    return int(height * scale + 0.5), int(width * scale + 0.5)
+
+
+def _keep_as_list(samples: list[Sample]) -> list[Sample]:
+    """Collate that does not stack: images of different sizes travel as a list."""
+    return samples
+
+
+def _checked(sample: Sample, device: torch.device) -> Sample:
+    image, mask = sample
+    if image.ndim != 3 or image.shape[0] != 3 or mask.shape != image.shape[1:]:
+        raise EvaluationError(
+            f"dataset sample has image {tuple(image.shape)} and mask {tuple(mask.shape)}: "
+            "expected (3, H, W) and (H, W)"
+        )
+    return image.to(device, non_blocking=True), mask.to(device, torch.int64, non_blocking=True)
+
+
+def _reference_batches(samples: list[Sample], size: int, device: torch.device) -> Iterator[Sample]:
+    """One batch at size x size: images antialiased-bilinear and masks nearest-exact, which is
+    pixel-for-pixel what PIL (used by the reference recipe) produces."""
+    images, masks = [], []
+    for sample in samples:
+        image, mask = _checked(sample, device)
+        images.append(TF.resize(image, [size, size], antialias=True))
+        masks.append(TF.resize(mask[None], [size, size], interpolation=TF.InterpolationMode.NEAREST_EXACT)[0])
+    yield torch.stack(images), torch.stack(masks)
+
+
+def _same_size_batches(samples: list[Sample], device: torch.device) -> Iterator[Sample]:
+    """Originals grouped by size (first-seen order), so differently sized images run one by one."""
+    groups: dict[tuple[int, int], list[Sample]] = {}
+    for sample in samples:
+        image, mask = _checked(sample, device)
+        groups.setdefault(tuple(mask.shape), []).append((image, mask))
+    for group in groups.values():
+        images, masks = zip(*group)
+        yield torch.stack(images), torch.stack(masks)
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: RawSegmentationDataset,
+    *,
+    protocol: EvalProtocol = "reference",
+    eval_size: int = 512,
+    tta: TTAMode = "none",
+    scales: Sequence[float] = DEFAULT_SCALES,
+    mode: InferenceMode = "whole",
+    crop_size: int = 512,
+    stride: int = 341,
+    batch_size: int = 8,
+    device: torch.device | str | None = None,
+    amp_dtype: torch.dtype | None = None,
+    progress: bool = False,
+    max_long_side: int = 2048,
+    num_workers: int = 0,
+    ignore_index: int = 255,
+    on_scored: ScoredCallback | None = None,
+) -> SegMetrics:
+    """Dataset-level metrics of ``model`` (unwrapped, not DDP) on ``dataset``.
+
+    ``tta``, ``scales``, ``mode``, ``crop_size``, ``stride`` and ``amp_dtype`` are passed to
+    :func:`predict_probs`. ``on_scored(prediction, mask)`` is called with every image's (H, W)
+    prediction and ground truth exactly as they were scored. The model's train/eval mode is
+    restored afterwards.
+    """
+    if protocol not in ("reference", "standard"):
+        raise EvaluationError(f"unknown eval protocol {protocol!r}: use 'reference' or 'standard'")
+    if eval_size <= 0 or batch_size <= 0 or max_long_side <= 0:
+        raise EvaluationError(
+            f"eval_size, batch_size and max_long_side must be positive, got {eval_size}, {batch_size}, {max_long_side}"
+        )
+    device = torch.device(device) if device is not None else _model_device(model)
+    distributed = dist.is_available() and dist.is_initialized()
+    rank, world_size = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    loader = DataLoader(
+        Subset(dataset, range(rank, len(dataset), world_size)),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=_keep_as_list,
+        pin_memory=device.type == "cuda",
+    )
+    confusion = ConfusionMatrix(dataset.num_classes, ignore_index=ignore_index, device=device)
+    predict = functools.partial(
+        predict_probs, model, tta=tta, scales=scales, mode=mode, crop_size=crop_size, stride=stride,
+        num_classes=dataset.num_classes, amp_dtype=amp_dtype,
+    )
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for samples in track(loader, description="evaluating", disable=not progress or rank != 0):
+                if protocol == "reference":
+                    batches = _reference_batches(samples, eval_size, device)
+                else:
+                    batches = _same_size_batches(samples, device)
+                for images, masks in batches:
+                    height, width = masks.shape[-2:]
+                    base_size = (
+                        (height, width) if protocol == "reference"
+                        else standard_size(height, width, eval_size, max_long_side)
+                    )
+                    predictions = predict(normalize(images), (height, width), base_size=base_size).argmax(dim=1)
+                    confusion.update(predictions, masks)
+                    if on_scored is not None:
+                        for prediction, mask in zip(predictions, masks):
+                            on_scored(prediction, mask)
+    finally:
+        model.train(was_training)
+    confusion.all_reduce()
+    return confusion.compute()

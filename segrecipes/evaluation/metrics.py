@@ -1,0 +1,138 @@
+"""Dataset-level segmentation metrics from one confusion matrix (SPEC §2 Metrics).
+
+Per-image metrics averaged over images are not what the field reports: mIoU is computed from
+intersections and unions summed over the whole dataset (and all ranks), so the only state is a
+C x C count matrix that never grows, however many pixels are added.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+import torch
+import torch.distributed as dist
+from rich.table import Table
+
+
+class MetricInputError(ValueError):
+    """Predictions or targets that cannot be scored (wrong shape, class index out of range)."""
+
+
+@dataclass(frozen=True)
+class SegMetrics:
+    """All numbers in percent; per-class entries are NaN where the class never occurred."""
+
+    pixel_acc: float
+    miou: float
+    mean_acc: float
+    mean_dice: float
+    ade_score: float
+    iou: list[float]
+    acc: list[float]
+    dice: list[float]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe copy: NaN (undefined) becomes None."""
+        return {key: _json_safe(value) for key, value in asdict(self).items()}
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_json_safe(item) for item in value]
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+class ConfusionMatrix:
+    """Counts ``matrix[target, prediction]`` over every labelled pixel seen so far.
+
+    Each update is a single ``torch.bincount`` on the device; ignored pixels are routed to an
+    extra bin that is dropped, so no data-dependent indexing is needed.
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int = 255, device: torch.device | str | None = None) -> None:
+        if num_classes < 1:
+            raise MetricInputError(f"num_classes must be positive, got {num_classes}")
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+
+    def reset(self) -> None:
+        self.matrix.zero_()
+
+    @torch.no_grad()
+    def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
+        """Add class-index ``prediction`` and ``target`` of the same shape (any number of dims)."""
+        if prediction.shape != target.shape:
+            raise MetricInputError(
+                f"prediction shape {tuple(prediction.shape)} does not match target shape {tuple(target.shape)}"
+            )
+        classes = self.num_classes
+        prediction = prediction.to(self.matrix.device, torch.int64)
+        target = target.to(self.matrix.device, torch.int64)
+        labelled = target != self.ignore_index
+        bad_target = labelled & ((target < 0) | (target >= classes))
+        bad_prediction = labelled & ((prediction < 0) | (prediction >= classes))
+        target_is_bad, prediction_is_bad = torch.stack([bad_target.any(), bad_prediction.any()]).tolist()
+        if target_is_bad:
+            found = target[bad_target].unique()[:5].tolist()
+            raise MetricInputError(
+                f"target has class indices {found} outside 0..{classes - 1} that are not the ignore index "
+                f"{self.ignore_index} (check num_classes / reduce_zero_label / ignore_value)"
+            )
+        if prediction_is_bad:
+            found = prediction[bad_prediction].unique()[:5].tolist()
+            raise MetricInputError(f"prediction has class indices {found} outside 0..{classes - 1}")
+        index = torch.where(labelled, target * classes + prediction, classes * classes)
+        counts = torch.bincount(index.flatten(), minlength=classes * classes + 1)
+        self.matrix += counts[: classes * classes].view(classes, classes)
+
+    def all_reduce(self) -> None:
+        """Sum the counts of every rank (call once, after the last update); no-op without DDP."""
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(self.matrix, op=dist.ReduceOp.SUM)
+
+    def compute(self) -> SegMetrics:
+        matrix = self.matrix.double().cpu()
+        true_positive = matrix.diagonal()
+        in_target = matrix.sum(dim=1)
+        in_prediction = matrix.sum(dim=0)
+        union = in_target + in_prediction - true_positive
+        nan = torch.full_like(true_positive, math.nan)
+        iou = torch.where(union > 0, true_positive / union, nan) * 100
+        acc = torch.where(in_target > 0, true_positive / in_target, nan) * 100
+        dice = torch.where(union > 0, 2 * true_positive / (in_target + in_prediction), nan) * 100
+        total = matrix.sum()
+        pixel_acc = (true_positive.sum() / total).item() * 100 if total > 0 else math.nan
+        miou = iou.nanmean().item()
+        return SegMetrics(
+            pixel_acc=pixel_acc,
+            miou=miou,
+            mean_acc=acc.nanmean().item(),
+            mean_dice=dice.nanmean().item(),
+            ade_score=(pixel_acc + miou) / 2,
+            iou=iou.tolist(),
+            acc=acc.tolist(),
+            dice=dice.tolist(),
+        )
+
+
+def format_table(metrics: SegMetrics, class_names: Sequence[str]) -> Table:
+    """Per-class IoU / accuracy / Dice, then the dataset-level summary as the last row."""
+    if len(class_names) != len(metrics.iou):
+        raise MetricInputError(f"{len(class_names)} class names for {len(metrics.iou)} classes")
+    summary = f"pixel acc {_cell(metrics.pixel_acc)}  mIoU {_cell(metrics.miou)}  ADE score {_cell(metrics.ade_score)}"
+    table = Table(title="Segmentation metrics (%)", caption=summary)
+    table.add_column("class")
+    for header in ("IoU", "Acc", "Dice"):
+        table.add_column(header, justify="right")
+    for name, iou, acc, dice in zip(class_names, metrics.iou, metrics.acc, metrics.dice):
+        table.add_row(name, _cell(iou), _cell(acc), _cell(dice))
+    table.add_section()
+    table.add_row("mean", _cell(metrics.miou), _cell(metrics.mean_acc), _cell(metrics.mean_dice), style="bold")
+    return table
+
+
+def _cell(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.2f}"

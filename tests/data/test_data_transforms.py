@@ -1,0 +1,153 @@
+"""The reference training pipeline and the validation resize, checked against hand-built expectations."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from segrecipes.data.normalize import MEAN_PIXEL
+from segrecipes.data.transforms import EvalTransform, TrainTransform
+
+
+def _pair(height: int, width: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    image = torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=generator)
+    mask = torch.randint(0, 5, (height, width), generator=generator)
+    return image, mask
+
+
+def _seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("size", [(50, 70), (20, 12), (120, 90)])
+def test_train_output_shapes_and_dtypes(size: tuple[int, int]) -> None:
+    image, mask = _pair(*size)
+    transform = TrainTransform(32)
+    for seed in range(5):
+        out_image, out_mask = transform(image, mask, _seeded(seed))
+        assert out_image.shape == (3, 32, 32) and out_image.dtype == torch.uint8
+        assert out_mask.shape == (32, 32) and out_mask.dtype == torch.int64
+        assert set(out_mask.unique().tolist()) <= {0, 1, 2, 3, 4, 255}
+
+
+def test_same_seed_same_output_and_different_seed_differs() -> None:
+    image, mask = _pair(60, 80)
+    transform = TrainTransform(32)
+    first = transform(image, mask, _seeded(7))
+    again = transform(image, mask, _seeded(7))
+    other = transform(image, mask, _seeded(8))
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+    assert not torch.equal(first[0], other[0])
+
+
+def test_scale_resizes_to_a_square_then_crops() -> None:
+    # A non-square 16x24 input at scale 2 with crop 32 becomes a 64x64 square (aspect not kept):
+    # rows repeat 4 times and columns 8/3 times under nearest resizing.
+    mask = torch.arange(16 * 24).view(16, 24) % 200
+    image = torch.zeros(3, 16, 24, dtype=torch.uint8)
+    transform = TrainTransform(32, scale_range=(2.0, 2.0), cat_max_ratio=1.0, flip_prob=0.0, photometric=False)
+    rows = (torch.arange(64) * 16) // 64
+    cols = (torch.arange(64) * 24) // 64
+    resized = mask[rows][:, cols]
+    windows = {resized[top : top + 32, left : left + 32].numpy().tobytes() for top in range(33) for left in range(33)}
+    for seed in range(5):
+        _, out_mask = transform(image, mask, _seeded(seed))
+        assert out_mask.numpy().tobytes() in windows
+
+
+def _balanced(crop: torch.Tensor, ratio: float) -> bool:
+    """Hand-written mmseg rule: at least two labelled classes and none covering ratio or more."""
+    labels = [value for value in crop.flatten().tolist() if value != 255]
+    counts = {label: labels.count(label) for label in set(labels)}
+    return len(counts) > 1 and max(counts.values()) / len(labels) < ratio
+
+
+def test_cat_max_ratio_is_enforced_on_a_constructed_mask() -> None:
+    # Class 1 is a 28x28 block in the corner of a 64x64 class-0 mask; a 32x32 crop is balanced only
+    # when it holds more than 256 pixels of the block, i.e. near the corner.
+    mask = torch.zeros(64, 64, dtype=torch.int64)
+    mask[:28, :28] = 1
+    mask[40:, 40:] = 255
+    balanced = {
+        (top, left) for top in range(33) for left in range(33) if _balanced(mask[top : top + 32, left : left + 32], 0.75)
+    }
+    assert 0 < len(balanced) < 33 * 33 / 4
+
+    strict = TrainTransform(32, cat_max_ratio=0.75, crop_retries=200)
+    loose = TrainTransform(32, cat_max_ratio=1.0)
+    strict_boxes = [strict.crop_box(mask, _seeded(seed)) for seed in range(20)]
+    loose_boxes = [loose.crop_box(mask, _seeded(seed)) for seed in range(20)]
+    assert all(box[2:] == (32, 32) for box in strict_boxes + loose_boxes)
+    assert all(box[:2] in balanced for box in strict_boxes)
+    assert not all(box[:2] in balanced for box in loose_boxes)
+
+
+def test_cat_max_ratio_in_the_full_transform() -> None:
+    mask = torch.zeros(64, 64, dtype=torch.int64)
+    mask[:28, :28] = 1
+    image = torch.zeros(3, 64, 64, dtype=torch.uint8)
+    big = TrainTransform(32, scale_range=(2.0, 2.0), crop_retries=200, photometric=False)
+    for seed in range(10):
+        _, out_mask = big(image, mask, _seeded(seed))
+        assert _balanced(out_mask, 0.75)
+
+
+@pytest.mark.parametrize("flip_prob", [0.0, 1.0])
+def test_flip_moves_image_and_mask_together(flip_prob: float) -> None:
+    # Every column has its own value in the image and the mask, so any misalignment shows.
+    columns = torch.arange(32)
+    image = (columns * 7 % 256).to(torch.uint8).expand(3, 32, 32).clone()
+    mask = (columns % 5).expand(32, 32).clone()
+    transform = TrainTransform(32, scale_range=(1.0, 1.0), cat_max_ratio=1.0, flip_prob=flip_prob, photometric=False)
+    out_image, out_mask = transform(image, mask, _seeded(0))
+    expected_image, expected_mask = (image.flip(-1), mask.flip(-1)) if flip_prob else (image, mask)
+    assert torch.equal(out_image, expected_image)
+    assert torch.equal(out_mask, expected_mask)
+
+
+def test_flip_happens_about_half_the_time() -> None:
+    image = torch.zeros(3, 16, 16, dtype=torch.uint8)
+    mask = torch.arange(16).expand(16, 16) % 4
+    transform = TrainTransform(16, scale_range=(1.0, 1.0), cat_max_ratio=1.0, photometric=False)
+    flipped = sum(torch.equal(transform(image, mask, _seeded(seed))[1], mask.flip(-1)) for seed in range(200))
+    assert 70 < flipped < 130
+
+
+def test_padding_uses_mean_pixel_and_ignore() -> None:
+    image, mask = _pair(32, 32)
+    transform = TrainTransform(32, scale_range=(0.5, 0.5), flip_prob=0.0, photometric=False)
+    out_image, out_mask = transform(image, mask, _seeded(3))
+    # Scale 0.5 gives a 16x16 image (nearest keeps every second pixel), padded bottom/right.
+    assert torch.equal(out_mask[:16, :16], mask[::2, ::2])
+    assert (out_mask[16:, :] == 255).all() and (out_mask[:, 16:] == 255).all()
+    mean = torch.tensor(MEAN_PIXEL, dtype=torch.uint8).view(3, 1)
+    assert (out_image[:, 16:, :].reshape(3, -1) == mean).all()
+    assert (out_image[:, :, 16:].reshape(3, -1) == mean).all()
+
+
+def test_photometric_changes_only_the_image() -> None:
+    image, mask = _pair(32, 32)
+    plain = TrainTransform(32, scale_range=(1.0, 1.0), cat_max_ratio=1.0, photometric=False)
+    distorted = TrainTransform(32, scale_range=(1.0, 1.0), cat_max_ratio=1.0, photometric=True)
+    changed = 0
+    for seed in range(10):
+        plain_image, plain_mask = plain(image, mask, _seeded(seed))
+        distorted_image, distorted_mask = distorted(image, mask, _seeded(seed))
+        assert torch.equal(plain_mask, distorted_mask)
+        changed += not torch.equal(plain_image, distorted_image)
+    assert changed >= 5
+
+
+def test_eval_transform_resizes_both_to_a_square() -> None:
+    image, mask = _pair(64, 48)
+    out_image, out_mask = EvalTransform(32)(image, mask)
+    assert out_image.shape == (3, 32, 32) and out_image.dtype == torch.uint8
+    assert torch.equal(out_mask, mask[::2][:, (torch.arange(32) * 48) // 32])
+
+
+def test_bad_arguments_are_refused() -> None:
+    with pytest.raises(ValueError, match="crop_size"):
+        TrainTransform(0)
+    with pytest.raises(ValueError, match="size"):
+        EvalTransform(-1)

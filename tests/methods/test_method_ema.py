@@ -1,0 +1,154 @@
+"""EMA against the closed form: after updates at steps s_1 < ... < s_n (the copy taken at step 1),
+ema = a^n * w_1 + sum_j (1 - a) * a^(n - j) * w_{s_j}."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from segrecipes.config import ConfigError, EMAConfig
+from segrecipes.methods.ema import EMA, ema_update
+
+
+def tiny_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Conv2d(3, 2, 1))
+
+
+def set_weights_for_step(model: nn.Module, step: int) -> dict[str, torch.Tensor]:
+    """Stand-in for an optimizer step: give every float tensor new random values (BN stats included)."""
+    generator = torch.Generator().manual_seed(1000 + step)
+    snapshot = {}
+    with torch.no_grad():
+        for name, tensor in model.state_dict(keep_vars=True).items():
+            if tensor.is_floating_point():
+                tensor.copy_(torch.randn(tensor.shape, generator=generator))
+            else:
+                tensor.fill_(step)
+            snapshot[name] = tensor.detach().double().clone()
+    return snapshot
+
+
+def closed_form(snapshots: dict[int, dict[str, torch.Tensor]], update_steps: list[int], smoothing: float):
+    n = len(update_steps)
+    expected = {}
+    for name, first in snapshots[1].items():
+        value = smoothing**n * first
+        for j, step in enumerate(update_steps, start=1):
+            value = value + (1 - smoothing) * smoothing ** (n - j) * snapshots[step][name]
+        expected[name] = value
+    return expected
+
+
+@pytest.mark.parametrize(("interval", "steps", "update_steps"), [(3, 8, [3, 6]), (1, 5, [2, 3, 4, 5])])
+def test_ema_matches_closed_form_with_interval_and_buffers(interval, steps, update_steps):
+    model = tiny_model()
+    smoothing = 0.7
+    ema = EMA(smoothing, update_interval=interval)
+    snapshots = {}
+    for step in range(1, steps + 1):
+        snapshots[step] = set_weights_for_step(model, step)
+        ema.after_step(model, step)
+
+    expected = closed_form(snapshots, update_steps, smoothing)
+    averaged = ema.eval_model(model).state_dict()
+    for name, value in expected.items():
+        if name.endswith("num_batches_tracked"):
+            # integer buffers are copied at update steps, never averaged
+            assert averaged[name].dtype == torch.long
+            assert averaged[name].item() == update_steps[-1]
+        else:
+            torch.testing.assert_close(averaged[name].double(), value, rtol=0, atol=1e-6, msg=name)
+    # BN running statistics are among the averaged tensors and differ from the training model's
+    assert not torch.allclose(averaged["1.running_mean"], model.state_dict()["1.running_mean"])
+
+
+def test_copy_starts_after_first_step_and_is_frozen():
+    model = tiny_model()
+    ema = EMA(0.9, update_interval=1)
+    assert ema.eval_model(model) is model  # nothing to average before the first step
+    first = set_weights_for_step(model, 1)
+    ema.after_step(model, 1)
+    copy = ema.eval_model(model)
+    assert copy is not model and not copy.training
+    assert all(not p.requires_grad for p in copy.parameters())
+    for name, value in copy.state_dict().items():
+        torch.testing.assert_close(value.double(), first[name], rtol=0, atol=0)
+    # the copy owns its storage: changing the model later does not change it
+    set_weights_for_step(model, 2)
+    for name, value in copy.state_dict().items():
+        torch.testing.assert_close(value.double(), first[name], rtol=0, atol=0)
+
+
+def test_ema_update_is_lerp_towards_model():
+    ema_tensors = [torch.tensor([1.0, 2.0]), torch.tensor([[4.0]], dtype=torch.float64)]
+    model_tensors = [torch.tensor([3.0, 0.0]), torch.tensor([[0.0]], dtype=torch.float64)]
+    ema_update(ema_tensors, model_tensors, 0.75)
+    torch.testing.assert_close(ema_tensors[0], torch.tensor([1.5, 1.5]))
+    torch.testing.assert_close(ema_tensors[1], torch.tensor([[3.0]], dtype=torch.float64))
+
+
+def test_smoothing_from_half_life_matches_recipes():
+    mild = EMA.from_config(EMAConfig(enabled=True, half_life=1000, update_interval=10))
+    hot = EMA.from_config(EMAConfig(enabled=True, half_life=2000, update_interval=1))
+    assert mild.smoothing == pytest.approx(0.99309, abs=5e-6)
+    assert hot.smoothing == pytest.approx(0.99965, abs=5e-6)
+    assert mild.update_interval == 10
+
+
+def test_copy_keeps_channels_last():
+    model = tiny_model().to(memory_format=torch.channels_last)
+    ema = EMA(0.5, update_interval=1)
+    set_weights_for_step(model, 1)
+    ema.after_step(model, 1)
+    set_weights_for_step(model, 2)
+    ema.after_step(model, 2)
+    assert ema.eval_model(model)[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_resume_from_state_dict_continues_exactly():
+    smoothing, interval = 0.6, 2
+    model = tiny_model()
+    uninterrupted = EMA(smoothing, interval)
+    for step in range(1, 8):
+        set_weights_for_step(model, step)
+        uninterrupted.after_step(model, step)
+
+    model = tiny_model()
+    first_run = EMA(smoothing, interval)
+    for step in range(1, 5):
+        set_weights_for_step(model, step)
+        first_run.after_step(model, step)
+    checkpoint = first_run.state_dict()
+    # the checkpoint holds the averaged weights, not the training weights
+    assert not torch.equal(checkpoint["ema_model"]["0.weight"], model.state_dict()["0.weight"])
+
+    resumed = EMA(smoothing, interval)
+    resumed.load_state_dict(checkpoint)
+    torch.testing.assert_close(resumed.eval_model(model).state_dict()["0.weight"], checkpoint["ema_model"]["0.weight"])
+    for step in range(5, 8):
+        set_weights_for_step(model, step)
+        resumed.after_step(model, step)
+    for name, value in uninterrupted.ema_model.state_dict().items():
+        torch.testing.assert_close(resumed.ema_model.state_dict()[name], value, rtol=0, atol=0)
+
+
+def test_resume_applies_update_on_first_step_seen():
+    model = tiny_model()
+    ema = EMA(0.5, update_interval=1)
+    set_weights_for_step(model, 1)
+    ema.after_step(model, 1)
+    checkpoint = {"ema_model": {k: v.clone() for k, v in ema.state_dict()["ema_model"].items()}}
+    resumed = EMA(0.5, update_interval=1)
+    resumed.load_state_dict(checkpoint)
+    current = set_weights_for_step(model, 2)
+    resumed.after_step(model, 2)
+    expected = 0.5 * checkpoint["ema_model"]["0.weight"].double() + 0.5 * current["0.weight"]
+    torch.testing.assert_close(resumed.ema_model.state_dict()["0.weight"].double(), expected)
+
+
+@pytest.mark.parametrize("kwargs", [{"smoothing": 1.0}, {"smoothing": 0.9, "update_interval": 0}])
+def test_bad_arguments_are_refused(kwargs):
+    with pytest.raises(ConfigError):
+        EMA(**kwargs)
