@@ -105,6 +105,7 @@ class ModelConfig(Section):
     output_stride: Literal[8, 16] = 8
     weights: str | None = None
     dropout: float = Field(0.1, ge=0, lt=1)
+    head_channels: int = Field(512, gt=0)  # the reference head is 512 wide; smaller for quick CPU demos
 
     @field_validator("name")
     @classmethod
@@ -149,6 +150,7 @@ class TrainConfig(Section):
     checkpoint_interval: Duration | None = Duration(value=1, unit="ep")
     keep_last: int = Field(2, ge=1)
     eval_at_start: bool = False
+    max_bad_steps: int = Field(20, ge=1)  # consecutive non-finite steps before the run stops
     progress: Literal["auto", "rich", "plain", "none"] = "auto"
 
     _parse_duration = field_validator("duration", mode="before")(_duration_field)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from segrecipes.config import ConfigError
 from segrecipes.data.spec import DataError
+from segrecipes.deploy.errors import DeployError
 from segrecipes.engine.checkpoint import CheckpointError
+from segrecipes.evaluation.inference import InferenceConfigError
 from segrecipes.models.factory import ModelError
 
-USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, DataError, CheckpointError, ModelError)
+USER_ERRORS: tuple[type[Exception], ...] = (
+    ConfigError, DataError, CheckpointError, ModelError, DeployError, InferenceConfigError
+)

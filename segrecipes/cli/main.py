@@ -9,10 +9,14 @@ import sys
 
 import typer
 
+from segrecipes.cli.data import data_app
 from segrecipes.cli.errors import USER_ERRORS
 from segrecipes.cli.evaluate import eval_command
+from segrecipes.cli.export import export_command
+from segrecipes.cli.predict import predict_command
 from segrecipes.cli.recipes import recipes_app
 from segrecipes.cli.train import train_command
+from segrecipes.engine.interrupt import RunInterrupted, TrainingDiverged
 
 app = typer.Typer(
     name="segrecipes",
@@ -23,7 +27,10 @@ app = typer.Typer(
 )
 app.command("train")(train_command)
 app.command("eval")(eval_command)
+app.command("predict")(predict_command)
+app.command("export")(export_command)
 app.add_typer(recipes_app, name="recipes")
+app.add_typer(data_app, name="data")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,6 +39,12 @@ def main(argv: list[str] | None = None) -> None:
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except RunInterrupted as stopped:
+        print(str(stopped), file=sys.stderr)
+        sys.exit(0)
+    except TrainingDiverged as diverged:
+        print(f"error: {diverged}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

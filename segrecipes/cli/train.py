@@ -37,16 +37,22 @@ def train_command(
     methods: Annotated[Optional[str], typer.Option(help="Comma-separated methods to enable: ema,channels_last,mixup,sam,dice")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="section.key=value override (repeatable).")] = None,
     run_dir: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/<recipe>-<time>).")] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder (--duration extends it).")] = None,
+    resume: Annotated[Optional[str], typer.Option(
+        help="Continue the run in this folder (--duration extends it); 'auto' resumes --run-dir if it has a checkpoint.")] = None,
 ) -> None:
     """Train a segmentation model; prints the final validation mIoU."""
     console = Console()
     overrides = _overrides(data, duration, list(set_ or []))
+    automatic = resume == "auto"  # the same command line starts a run or continues it (torchrun restarts)
+    if automatic:
+        if run_dir is None:
+            raise ConfigError("--resume auto needs --run-dir (the folder to resume if it holds a checkpoint)")
+        resume = str(run_dir) if checkpoint_candidates(run_dir) else None
     if resume is not None:
-        if recipe or config or methods:
+        if (recipe or config or methods) and not automatic:
             raise ConfigError("--resume takes the run's own config; only --duration, --data and --set may change it")
-        cfg, state = _resumed_config(resume, overrides)
-        folder = resume
+        folder = Path(resume)
+        cfg, state = _resumed_config(folder, overrides)
     else:
         cfg = load_config(recipe, config, overrides, [m.strip() for m in (methods or "").split(",") if m.strip()])
         state = None

@@ -30,4 +30,7 @@ def build_train_loader(
         pin_memory=pin_memory and torch.cuda.is_available(),
         persistent_workers=persistent_workers and num_workers > 0,
         drop_last=True,
+        # its own generator: creating an iterator must not consume the global RNG (dropout), or a
+        # resumed run would diverge; augmentation randomness comes from the sampler's seeds anyway
+        generator=torch.Generator().manual_seed(sampler.seed),
     )

@@ -96,8 +96,11 @@ def _region(label: int, u: torch.Tensor, v: torch.Tensor, radius: float, generat
         normals = [angle + math.pi / 2 for angle in (0, 2 * math.pi / 3, 4 * math.pi / 3)]
         inside = [u * math.cos(normal) + v * math.sin(normal) < inradius for normal in normals]
         return inside[0] & inside[1] & inside[2]
-    # Rectangles, and the patches that carry a texture, are rotated rectangles of random aspect.
-    half_width, half_height = radius, radius * float(_uniform(0.45, 0.9, generator))
+    # Rectangles are long bars, unlike any disc or triangle; textures fill large, squarish patches.
+    if label == _RECTANGLE:
+        half_width, half_height = 1.25 * radius, radius * float(_uniform(0.3, 0.5, generator))
+    else:
+        half_width, half_height = 1.1 * radius, radius * float(_uniform(0.75, 1.1, generator))
     return (u.abs() < half_width) & (v.abs() < half_height)
 
 

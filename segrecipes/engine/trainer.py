@@ -35,6 +35,7 @@ from segrecipes.engine.checkpoint import (
 )
 from segrecipes.engine.distributed import DistInfo, init_distributed
 from segrecipes.engine.hooks import Method, StepContext
+from segrecipes.engine.interrupt import RunInterrupted, StopSignal, TrainingDiverged
 from segrecipes.engine.optim import build_optimizer
 from segrecipes.engine.progress import TrainProgress
 from segrecipes.engine.run_logger import RunLogger
@@ -51,6 +52,11 @@ def amp_dtype_for(precision: str, device: torch.device) -> torch.dtype | None:
     if device.type != "cuda" or precision == "fp32":
         return None
     return torch.float16 if precision == "fp16" else torch.bfloat16
+
+
+def _all_finite(model: nn.Module) -> bool:
+    tensors = [t for t in model.state_dict().values() if t.is_floating_point()]
+    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
 
 class Trainer:
@@ -79,6 +85,12 @@ class Trainer:
         self.batch_per_rank = train.global_batch_size // self.dist.world_size
         self.microbatch = self.batch_per_rank if train.device_microbatch_size == "auto" else train.device_microbatch_size
         self.microbatch = min(self.microbatch, self.batch_per_rank)
+        if self.microbatch < 2:
+            # BatchNorm (the image-pool branch sees a 1x1 map) cannot train on one image
+            raise ConfigError(
+                f"train: {self.batch_per_rank} image(s) per device and microbatch {self.microbatch}: "
+                "BatchNorm needs at least 2 images per microbatch"
+            )
 
         model = build_model(config.model, self.data.num_classes)
         self.methods: list[Method] = build_methods(config, self.data.num_classes, self.data.ignore_index)
@@ -170,7 +182,8 @@ class Trainer:
 
         def compute(sync: bool) -> torch.Tensor:
             self.optimizer.zero_grad(set_to_none=True)
-            chunks = list(zip(images.split(self.microbatch), target.split(self.microbatch)))
+            count = max(1, len(images) // self.microbatch)  # chunks of >= microbatch images: never a lone one
+            chunks = list(zip(images.tensor_split(count), target.tensor_split(count)))
             total = torch.zeros((), device=self.device)
             for index, (chunk_images, chunk_target) in enumerate(chunks):
                 last = index == len(chunks) - 1
@@ -178,7 +191,7 @@ class Trainer:
                 with self.ddp.no_sync() if no_sync else contextlib.nullcontext():
                     with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                         logits = self.forward(chunk_images)
-                    loss = self.loss_fn(logits.float(), chunk_target) * (len(chunk_images) / len(images))
+                    loss = self.loss_fn(logits, chunk_target) * (len(chunk_images) / len(images))
                     (self.scaler.scale(loss) if self.scaler else loss).backward()
                 total += loss.detach()
             return total
@@ -188,6 +201,8 @@ class Trainer:
     def _plain_step(self, context: StepContext) -> tuple[torch.Tensor, bool]:
         loss = context.compute_grads(True)
         if self.scaler is None:
+            if not torch.isfinite(loss):  # fp32/bf16 have no scaler to skip a bad step for us
+                return loss, False
             self.optimizer.step()
             return loss, True
         scale = self.scaler.get_scale()
@@ -205,11 +220,20 @@ class Trainer:
             step=self.progress_state["step"] + 1, model=self.model, optimizer=self.optimizer,
             scaler=self.scaler, compute_grads=self._compute_grads(images, target),
         )
-        for method in self.methods:
-            result = method.optimizer_step(context)
-            if result is not None:
-                return result
-        return self._plain_step(context)
+        while True:
+            try:
+                for method in self.methods:
+                    result = method.optimizer_step(context)
+                    if result is not None:
+                        return result
+                return self._plain_step(context)
+            except torch.cuda.OutOfMemoryError:
+                if self.cfg.train.device_microbatch_size != "auto" or self.microbatch < 4:
+                    raise
+                self.microbatch //= 2  # automatic microbatching: halve until the step fits
+                self.optimizer.zero_grad(set_to_none=True)
+                torch.cuda.empty_cache()
+                warnings.warn(f"out of GPU memory: device microbatch lowered to {self.microbatch}", stacklevel=2)
 
     # ----------------------------------------------------------------- the loop
     def eval_model(self) -> nn.Module:
@@ -228,7 +252,14 @@ class Trainer:
         return metrics
 
     def fit(self) -> dict[str, Any]:
-        """Train until the duration is reached; returns the summary also written to summary.json."""
+        """Train until the duration is reached; returns the summary also written to summary.json.
+
+        Raises :class:`RunInterrupted` after checkpointing when SIGTERM/SIGINT arrives.
+        """
+        with StopSignal() as stop:
+            return self._fit(stop)
+
+    def _fit(self, stop: StopSignal) -> dict[str, Any]:
         state = self.progress_state
         cfg = self.cfg.train
         total_steps = self._steps(cfg.duration)
@@ -237,13 +268,21 @@ class Trainer:
         self.model.train()
         last_eval_time = last_ckpt_time = state["elapsed_s"]
         metrics: SegMetrics | None = None
+        bad_steps = 0
         clock = time.perf_counter()
         window_images, window_seconds = 0, 0.0
         while not self._finished():
             self.sampler.set_epoch(state["epoch"])
             self.sampler.set_start_batch(state["batch_in_epoch"])
             for images, target in self.loader:
-                loss, _ = self.train_step(images, target)
+                loss, stepped = self.train_step(images, target)
+                bad_steps = 0 if stepped else bad_steps + 1
+                if bad_steps >= cfg.max_bad_steps:
+                    bar.close()
+                    raise TrainingDiverged(
+                        f"{bad_steps} consecutive steps with non-finite loss or gradients (last loss {float(loss)}); "
+                        f"stopped without saving. Lower optimizer.lr or use precision fp32/bf16."
+                    )
                 for method in self.methods:
                     method.after_step(self.model, state["step"] + 1)
                 now = time.perf_counter()
@@ -256,8 +295,8 @@ class Trainer:
                 window_seconds += now - clock
                 clock = now
                 if state["step"] % cfg.log_interval == 0 or self._finished():
-                    row = {"step": state["step"], "epoch": state["epoch"] + state["batch_in_epoch"] / self.steps_per_epoch,
-                           "loss": float(loss), "lr": self.optimizer.param_groups[0]["lr"],
+                    row = {"step": state["step"], "epoch": self._epochs(), "loss": float(loss),
+                           "lr": self.optimizer.param_groups[0]["lr"],
                            "images_per_s": window_images / max(window_seconds, 1e-9)}
                     self.logger.log(row)
                     bar.update(state["step"] if total_steps else state["elapsed_s"],
@@ -268,13 +307,21 @@ class Trainer:
                     state["epoch"] += 1
                     state["batch_in_epoch"] = 0
                 finished = self._finished()
-                if finished or self._due(self.cfg.train.eval_interval, last_eval_time):
+                if finished or self._due(cfg.eval_interval, last_eval_time):
                     metrics = self.evaluate()
                     self._record_eval(metrics, bar)
                     last_eval_time = state["elapsed_s"]
-                if finished or self._due(self.cfg.train.checkpoint_interval, last_ckpt_time):
+                interrupted = stop.requested(self.device)
+                if finished or interrupted or self._due(cfg.checkpoint_interval, last_ckpt_time):
                     self.save_checkpoint()
                     last_ckpt_time = state["elapsed_s"]
+                if interrupted:
+                    bar.close()
+                    self.logger.close()
+                    raise RunInterrupted(
+                        f"stopped by signal at step {state['step']}; checkpoint saved. "
+                        f"Continue with: segrecipes train --resume {self.run_dir}"
+                    )
                 now = time.perf_counter()
                 state["elapsed_s"] += now - clock  # evaluation and checkpoints count towards wall time
                 clock = now
@@ -288,15 +335,18 @@ class Trainer:
         self.logger.close()
         return summary
 
+    def _epochs(self) -> float:
+        return self.progress_state["epoch"] + self.progress_state["batch_in_epoch"] / self.steps_per_epoch
+
     # ----------------------------------------------------------------- evaluation, state, summary
     def _record_eval(self, metrics: SegMetrics, bar: TrainProgress) -> None:
         state = self.progress_state
-        row = {"step": state["step"], "epoch": state["epoch"] + state["batch_in_epoch"] / self.steps_per_epoch,
-               "val_miou": metrics.miou, "val_pixel_acc": metrics.pixel_acc}
+        row = {"step": state["step"], "epoch": self._epochs(), "val_miou": metrics.miou, "val_pixel_acc": metrics.pixel_acc, "elapsed_s": state["elapsed_s"],
+               "samples": state["samples"]}
         self.history.append(row)
         self.logger.log(row)
         bar.message(f"step {state['step']}: val mIoU {metrics.miou:.2f}  pixel acc {metrics.pixel_acc:.2f}")
-        if metrics.miou > self.best_miou and self.dist.is_main:
+        if metrics.miou > self.best_miou and self.dist.is_main and _all_finite(self.eval_model()):
             self.best_miou = metrics.miou
             atomic_save(
                 {"config": self.cfg.to_dict(), "model": self.eval_model().state_dict(), "data": self._data_info(),
@@ -325,8 +375,12 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> None:
-        if self.dist.is_main:
-            save_training_checkpoint(self.state_dict(), self.run_dir / "checkpoints", self.cfg.train.keep_last)
+        """Write a training checkpoint (rank 0); refuses weights that are not finite."""
+        if not self.dist.is_main:
+            return
+        if not _all_finite(self.model) or not _all_finite(self.eval_model()):
+            raise TrainingDiverged(f"non-finite weights at step {self.progress_state['step']}; no checkpoint written")
+        save_training_checkpoint(self.state_dict(), self.run_dir / "checkpoints", self.cfg.train.keep_last)
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -348,7 +402,7 @@ class Trainer:
             "mean_acc": metrics.mean_acc,
             "per_class_iou": dict(zip(self.data.class_names, metrics.iou)),
             "best_miou": max(self.best_miou, metrics.miou),
-            "epochs": state["epoch"] + state["batch_in_epoch"] / self.steps_per_epoch,
+            "epochs": self._epochs(),
             "steps": state["step"],
             "wall_time_s": state["elapsed_s"],
             "train_images_per_s": state["samples"] / max(state["train_s"], 1e-9),

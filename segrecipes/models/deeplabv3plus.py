@@ -84,16 +84,17 @@ class DeepLabV3PlusHead(nn.Module):
         num_classes: int,
         output_stride: int = 8,
         dropout: float = 0.1,
+        channels: int = HEAD_CHANNELS,
     ) -> None:
         super().__init__()
-        self.aspp = DepthwiseSeparableASPP(in_channels, HEAD_CHANNELS, ASPP_DILATIONS[output_stride])
+        self.aspp = DepthwiseSeparableASPP(in_channels, channels, ASPP_DILATIONS[output_stride])
         self.low_level_project = ConvBNReLU(low_level_channels, LOW_LEVEL_HEAD_CHANNELS, 1)
         self.fuse = nn.Sequential(
-            DepthwiseSeparableConv(HEAD_CHANNELS + LOW_LEVEL_HEAD_CHANNELS, HEAD_CHANNELS),
-            DepthwiseSeparableConv(HEAD_CHANNELS, HEAD_CHANNELS),
+            DepthwiseSeparableConv(channels + LOW_LEVEL_HEAD_CHANNELS, channels),
+            DepthwiseSeparableConv(channels, channels),
         )
         self.dropout = nn.Dropout2d(dropout)
-        self.classifier = nn.Conv2d(HEAD_CHANNELS, num_classes, 1)
+        self.classifier = nn.Conv2d(channels, num_classes, 1)
         self.apply(_init_head_module)
 
     def forward(self, low_level: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
@@ -125,6 +126,7 @@ class DeepLabV3Plus(nn.Module):
         weights: None (random), a torchvision weights name found in the local hub cache
             (``IMAGENET1K_V2``, ``DEFAULT``...) or a local ``.pth``/``.pt``/``.safetensors`` file.
         dropout: Dropout2d probability before the classifier.
+        head_channels: width of the head (512 in the reference; smaller only for quick CPU demos).
     """
 
     def __init__(
@@ -134,13 +136,15 @@ class DeepLabV3Plus(nn.Module):
         output_stride: int = 8,
         weights: str | None = None,
         dropout: float = 0.1,
+        head_channels: int = HEAD_CHANNELS,
     ) -> None:
         super().__init__()
         if num_classes < 1:
             raise ModelError(f"num_classes: must be at least 1, got {num_classes}")
         self.backbone = ResNetBackbone(backbone, output_stride, weights)
         self.head = DeepLabV3PlusHead(
-            self.backbone.out_channels, self.backbone.low_level_channels, num_classes, output_stride, dropout
+            self.backbone.out_channels, self.backbone.low_level_channels, num_classes, output_stride, dropout,
+            head_channels,
         )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ def build_model(cfg: ModelConfig, num_classes: int) -> nn.Module:
     if num_classes < 1:
         raise ModelError(f"num_classes: must be at least 1, got {num_classes}")
     if cfg.name == "deeplabv3plus":
-        return DeepLabV3Plus(cfg.backbone, num_classes, cfg.output_stride, cfg.weights, cfg.dropout)
+        return DeepLabV3Plus(cfg.backbone, num_classes, cfg.output_stride, cfg.weights, cfg.dropout, cfg.head_channels)
     if cfg.name.startswith(SMP_PREFIX):
         return SMPModel(cfg.name.removeprefix(SMP_PREFIX), cfg.backbone, num_classes, cfg.output_stride, cfg.weights)
     raise ModelError(f"model.name: unknown model {cfg.name!r} (use 'deeplabv3plus' or 'smp:<Arch>')")

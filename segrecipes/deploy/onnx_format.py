@@ -1,0 +1,88 @@
+"""ONNX export with dynamic batch, height and width, and an ``nn.Module`` that runs the file.
+
+Exporter: the TorchScript-based one (``torch.onnx.export(..., dynamo=False)``). In torch 2.14 the
+default dynamo exporter needs the ``onnxscript`` package, which segrecipes does not depend on;
+the TorchScript-based exporter needs only ``onnx``, runs reliably on CPU, and records this
+model's shape arithmetic (interpolation to the input size, smp's padding) as graph operations,
+so one file serves every input size. Every export is checked against PyTorch afterwards.
+
+Opset 17: the graph needs nothing newer than opset 13 (``Resize`` with half-pixel bilinear,
+``Pad``, ``GlobalAveragePool``), and 17 is read by every maintained runtime (ONNX Runtime >= 1.11,
+TensorRT >= 8.5, OpenVINO >= 2022.3) while being the newest that the legacy exporter fully covers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from torch import nn
+
+from segrecipes.engine.trained_model import TrainedModel
+
+from .errors import DeployError
+from .metadata import model_metadata, read_metadata
+from .tracing import TRACE_EXAMPLE_SIZE, example_input, quiet_tracing
+
+ONNX_OPSET = 17
+INPUT_NAME = "images"
+OUTPUT_NAME = "logits"
+_DYNAMIC_AXES = {0: "batch", 2: "height", 3: "width"}
+
+
+def _require(package: str) -> ModuleType:
+    try:
+        return importlib.import_module(package)
+    except ImportError:
+        raise DeployError(f"ONNX support needs the {package!r} package: pip install 'segrecipes[onnx]'") from None
+
+
+def write_onnx(trained: TrainedModel, path: Path) -> None:
+    """Trace ``trained.model`` (on CPU, eval mode) into ``path`` and store the model metadata as
+    ONNX metadata props."""
+    onnx = _require("onnx")
+    with quiet_tracing(), torch.no_grad():
+        torch.onnx.export(
+            trained.model,
+            (example_input(*TRACE_EXAMPLE_SIZE),),
+            str(path),
+            dynamo=False,
+            opset_version=ONNX_OPSET,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: _DYNAMIC_AXES, OUTPUT_NAME: _DYNAMIC_AXES},
+        )
+    proto = onnx.load(str(path))
+    onnx.helper.set_model_props(proto, model_metadata(trained))
+    onnx.save(proto, str(path))
+
+
+class OnnxRuntimeModel(nn.Module):
+    """An ONNX file behind the usual model call: normalized float images in, float32 logits out
+    (on the images' device), computed by ONNX Runtime."""
+
+    def __init__(self, path: Path, device: torch.device) -> None:
+        super().__init__()
+        runtime = _require("onnxruntime")
+        wanted = ["CUDAExecutionProvider"] if device.type == "cuda" else []
+        providers = [p for p in wanted if p in runtime.get_available_providers()] + ["CPUExecutionProvider"]
+        try:
+            self.session = runtime.InferenceSession(str(path), providers=providers)
+        except Exception as error:  # onnxruntime raises its own exception types for bad files
+            raise DeployError(f"{path}: not a readable ONNX model ({type(error).__name__})") from None
+        self.input_name = self.session.get_inputs()[0].name
+
+    def metadata(self) -> dict[str, str]:
+        return dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        logits = self.session.run(None, {self.input_name: images.detach().float().cpu().numpy()})[0]
+        return torch.from_numpy(logits).to(images.device)
+
+
+def load_onnx_model(path: Path, device: torch.device) -> TrainedModel:
+    """An exported ``.onnx`` file with the class names and config from its metadata."""
+    model = OnnxRuntimeModel(path, device)
+    return read_metadata(model.metadata(), path).with_model(model, path)

@@ -1,0 +1,42 @@
+"""Weights-only export: the evaluation weights (EMA where the run used it) in a safetensors file
+whose header holds the config and class names, from which the PyTorch model is rebuilt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from segrecipes.engine.trained_model import TrainedModel
+from segrecipes.models.factory import build_model
+
+from .errors import DeployError
+from .metadata import model_metadata, read_metadata
+
+
+def write_safetensors(trained: TrainedModel, path: Path) -> None:
+    weights = {name: tensor.detach().cpu().contiguous() for name, tensor in trained.model.state_dict().items()}
+    save_file(weights, str(path), metadata=model_metadata(trained))
+
+
+def load_exported_safetensors(path: Path | str, device: torch.device | str = "cpu") -> TrainedModel:
+    """Rebuild the network described by the file's metadata and load its weights (strictly)."""
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            metadata = handle.metadata() or {}
+            weights = {name: handle.get_tensor(name) for name in handle.keys()}
+    except (OSError, SafetensorError) as error:
+        raise DeployError(f"{path}: not a readable safetensors file ({type(error).__name__})") from None
+    info = read_metadata(metadata, path)
+    # the file carries every weight: never look for backbone weights again
+    model = build_model(info.config.model.model_copy(update={"weights": None}), len(info.class_names))
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()
+        detail = first[1].strip() if len(first) > 1 else first[0]
+        raise DeployError(f"{path}: weights do not fit {info.config.model.name}/{info.config.model.backbone}: {detail}") from None
+    return info.with_model(model.to(device).eval(), path)

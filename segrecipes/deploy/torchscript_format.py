@@ -1,0 +1,39 @@
+"""TorchScript export (a traced module) with the model metadata as an extra file in the archive."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from segrecipes.engine.trained_model import TrainedModel
+
+from .errors import DeployError
+from .metadata import model_metadata, read_metadata
+from .tracing import TRACE_EXAMPLE_SIZE, example_input, quiet_tracing
+
+METADATA_FILE = "segrecipes_metadata.json"
+
+
+def write_torchscript(trained: TrainedModel, path: Path) -> None:
+    """Trace ``trained.model`` (on CPU, eval mode) and save it with its metadata. The tracer's own
+    check is skipped: the export is checked on other input sizes instead, which it cannot do."""
+    with quiet_tracing(), torch.no_grad():
+        traced = torch.jit.trace(trained.model, example_input(*TRACE_EXAMPLE_SIZE), check_trace=False)
+        torch.jit.save(traced, str(path), _extra_files={METADATA_FILE: json.dumps(model_metadata(trained))})
+
+
+def load_torchscript_model(path: Path, device: torch.device) -> TrainedModel:
+    """A ``.torchscript`` file written by :func:`write_torchscript`."""
+    files = {METADATA_FILE: ""}
+    try:
+        with quiet_tracing():
+            module = torch.jit.load(str(path), map_location=device, _extra_files=files)
+    except RuntimeError as error:
+        raise DeployError(f"{path}: not a readable TorchScript file ({str(error).splitlines()[0][:120]})") from None
+    try:
+        metadata = json.loads(files[METADATA_FILE] or "{}")
+    except ValueError:
+        raise DeployError(f"{path}: unreadable segrecipes metadata in {METADATA_FILE}") from None
+    return read_metadata(metadata, path).with_model(module.eval(), path)
