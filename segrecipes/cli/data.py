@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
 from segrecipes.config import build_config
 from segrecipes.data.check import Report, cheap_checks, check_dataset
@@ -46,16 +46,13 @@ def check_command(
 
 
 def _print_report(report: Report, console: Console) -> None:
+    """One line per issue (whole paths, easy to grep), the count of each kind, then the summary."""
+    for issue in report.issues:
+        style = "red" if issue.severity == "error" else "yellow"
+        console.print(Text.assemble((issue.severity, style), f" {issue.kind}: {issue}"), soft_wrap=True)
     if report.issues:
-        table = Table("severity", "kind")
-        table.add_column("file", overflow="fold")  # a file name must never be cut short
-        table.add_column("problem")
-        for issue in report.issues:
-            style = "red" if issue.severity == "error" else "yellow"
-            table.add_row(f"[{style}]{issue.severity}[/]", issue.kind, issue.path, issue.message)
-        console.print(table)
-        console.print(", ".join(f"{kind}: {count}" for kind, count in sorted(report.counts().items())))
-    console.print(f"{report.spec}: {report.summary()}", highlight=False)
+        console.print(", ".join(f"{kind}: {count}" for kind, count in sorted(report.counts().items())), highlight=False)
+    console.print(f"{report.spec}: {report.summary()}", highlight=False, soft_wrap=True)
 
 
 @data_app.command("download")

@@ -9,6 +9,7 @@ import sys
 
 import typer
 
+from segrecipes.cli.bench import bench_app
 from segrecipes.cli.data import data_app
 from segrecipes.cli.errors import USER_ERRORS
 from segrecipes.cli.evaluate import eval_command
@@ -31,6 +32,7 @@ app.command("predict")(predict_command)
 app.command("export")(export_command)
 app.add_typer(recipes_app, name="recipes")
 app.add_typer(data_app, name="data")
+app.add_typer(bench_app, name="bench")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,167 @@
+"""``segrecipes bench``: training throughput, data-pipeline throughput and recipe races to a target mIoU."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import torch
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from segrecipes.bench.driver import bench_config, bench_trainer, synthetic_batch
+from segrecipes.bench.overhead import LAYOUT_METHOD, engine_overhead
+from segrecipes.bench.pipeline import measure_pipeline
+from segrecipes.bench.race import Spread, race_configs, run_race, summarize, write_race
+from segrecipes.bench.throughput import measure_throughput
+from segrecipes.config import ConfigError, load_config
+
+bench_app = typer.Typer(help="Measure speed: training throughput, data loading, time to a target mIoU.",
+                        no_args_is_help=True)
+
+SetOption = Annotated[Optional[list[str]], typer.Option("--set", help="section.key=value override (repeatable).")]
+RecipeOption = Annotated[Optional[str], typer.Option(help="Preset to start from (see `segrecipes recipes`).")]
+
+
+def _names(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def _integers(option: str, text: str) -> list[int]:
+    try:
+        return [int(part) for part in _names(text)]
+    except ValueError:
+        raise ConfigError(f"{option} {text!r}: expected comma-separated whole numbers such as 0,2,4") from None
+
+
+@bench_app.command("throughput")
+def throughput_command(
+    recipe: RecipeOption = None,
+    model: Annotated[Optional[str], typer.Option(help="deeplabv3plus | smp:<Arch>")] = None,
+    backbone: Annotated[Optional[str], typer.Option(help="e.g. resnet101, resnet18")] = None,
+    image_size: Annotated[int, typer.Option(help="Square training crop side.")] = 512,
+    batch: Annotated[int, typer.Option(help="Images per optimizer step.")] = 16,
+    precision: Annotated[Optional[str], typer.Option(help="auto | fp32 | bf16 | fp16 (GPU only; CPU runs fp32)")] = None,
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="Enable the channels_last method.")] = False,
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
+    methods: Annotated[Optional[str], typer.Option(help="Comma-separated: ema,channels_last,mixup,sam,dice")] = None,
+    steps: Annotated[int, typer.Option(help="Timed steps.")] = 20,
+    warmup: Annotated[int, typer.Option(help="Untimed steps first (compilation, allocator).")] = 5,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    breakdown: Annotated[bool, typer.Option(help="Time each phase of the step (synchronizes a GPU per phase).")] = True,
+    overhead: Annotated[bool, typer.Option(help="Also compare the engine step with a bare PyTorch loop.")] = True,
+    set_: SetOption = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Training images/s of the real engine step on synthetic batches, with a step-time breakdown."""
+    overrides = [f"train.device={device}"]
+    overrides += [f"model.name={model}"] if model else []
+    overrides += [f"model.backbone={backbone}"] if backbone else []
+    overrides += [f"train.precision={precision}"] if precision else []
+    overrides += ["train.compile=true"] if compile_ else []
+    switches = _names(methods) + ([LAYOUT_METHOD] if channels_last else [])
+    config = bench_config(load_config(recipe, None, [*overrides, *(set_ or [])], switches), image_size, batch)
+    with bench_trainer(config) as trainer:
+        report = measure_throughput(trainer, steps, warmup, breakdown)
+        comparable = set(config.enabled_methods()) <= {LAYOUT_METHOD}
+        comparison = None
+        if overhead and comparable:
+            images, target = synthetic_batch(trainer, torch.Generator().manual_seed(config.train.seed + 1))
+            comparison = engine_overhead(trainer, images, target, steps_per_round=max(1, steps // 4))
+    if json_out:
+        print(json.dumps({"throughput": report.to_dict(),
+                          "engine_overhead": comparison.to_dict() if comparison else None}, indent=2))
+        return
+    console = Console()
+    console.print(f"[bold]{report.model} {report.backbone}[/] {report.image_size}x{report.image_size}, batch "
+                  f"{report.batch_size}, {report.precision}, methods: {', '.join(report.methods) or 'none'}, "
+                  f"loss CE {report.loss['ce_weight']:g} + Dice {report.loss['dice_weight']:g}, "
+                  f"compile {'on' if report.compile else 'off'}, on {report.device}")
+    console.print(f"train throughput  {report.images_per_s:.2f} images/s  ({report.step_ms:.1f} ms/step, "
+                  f"{report.steps} steps after {report.warmup} warm-up)")
+    if report.breakdown_ms:
+        parts = "  ".join(f"{phase} {ms:.1f}" for phase, ms in report.breakdown_ms.items())
+        console.print(f"step breakdown    {parts} ms")
+    console.print(f"peak memory       {report.peak_memory_mb:.0f} MiB ({report.peak_memory_kind})")
+    console.print(f"FLOPs per image   forward {report.forward_gflops_per_image:.1f} GFLOP, "
+                  f"training step {report.train_gflops_per_image:.1f} GFLOP (3x forward)")
+    console.print(f"achieved          {report.achieved_tflops:.3f} TFLOP/s = {100 * report.utilization:.1f}% of the "
+                  f"measured {report.precision} matmul ceiling ({report.matmul_ceiling_tflops:.3f} TFLOP/s)")
+    if comparison is not None:
+        verdict = "ok" if comparison.ratio <= comparison.target else "ABOVE TARGET"
+        console.print(f"engine overhead   engine {comparison.engine_images_per_s:.2f} vs bare PyTorch loop "
+                      f"{comparison.bare_images_per_s:.2f} images/s: ratio {comparison.ratio:.3f} "
+                      f"(target <= {comparison.target}) {verdict}")
+    elif overhead:
+        console.print("engine overhead   skipped: the bare-loop comparison needs a run without ema, mixup or sam")
+
+
+@bench_app.command("data")
+def data_command(
+    data: Annotated[str, typer.Option(help="ade20k:PATH | camvid:PATH | folder:PATH | synthetic")],
+    workers: Annotated[str, typer.Option(help="Worker counts to compare, e.g. 0,2,4,8")] = "0,1,2",
+    batch: Annotated[int, typer.Option(help="Images per batch.")] = 8,
+    batches: Annotated[int, typer.Option(help="Timed batches per worker count (after the first).")] = 20,
+    crop_size: Annotated[Optional[int], typer.Option(help="Training crop side (default: the config's).")] = None,
+    recipe: RecipeOption = None,
+    set_: SetOption = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Images/s of the real training DataLoader (decode + augmentation) for several worker counts."""
+    overrides = [f"data.spec={data}", *([f"data.crop_size={crop_size}"] if crop_size else []), *(set_ or [])]
+    config = load_config(recipe, overrides=overrides)
+    reports = measure_pipeline(config.data, _integers("--workers", workers), batch, batches, config.train.seed)
+    if json_out:
+        print(json.dumps({"data": data, "crop_size": config.data.crop_size,
+                          "results": [report.to_dict() for report in reports]}, indent=2))
+        return
+    table = Table("workers", "images/s", "first batch (s)", "timed batches",
+                  title=f"train DataLoader, {data}, crop {config.data.crop_size}, batch {batch}")
+    for report in reports:
+        table.add_row(str(report.workers), f"{report.images_per_s:.1f}", f"{report.first_batch_s:.2f}",
+                      str(report.batches))
+    Console().print(table)
+
+
+def _shown(spread: Spread | None, digits: int = 1) -> str:
+    if spread is None:
+        return "-"
+    return f"{spread.mean:.{digits}f}" + (f" ± {spread.std:.{digits}f}" if spread.std else "")
+
+
+@bench_app.command("race")
+def race_command(
+    data: Annotated[str, typer.Option(help="ade20k:PATH | camvid:PATH | folder:PATH | synthetic")],
+    target_miou: Annotated[float, typer.Option(help="The mIoU (percent) each recipe races to.")],
+    recipes: Annotated[str, typer.Option(help="Comma-separated presets; speedups are relative to the first.")] =
+        "baseline,mild,medium",
+    scale: Annotated[float, typer.Option(help="Multiply every recipe's duration (e.g. 0.1 for a quick race).")] = 1.0,
+    seeds: Annotated[int, typer.Option(help="Runs per recipe (seeds seed, seed+1, ...).")] = 1,
+    evals: Annotated[int, typer.Option(help="Evaluations over the shortest recipe's duration.")] = 10,
+    eval_every: Annotated[Optional[str], typer.Option(help="Evaluation interval for all recipes, e.g. 200ba, 1ep")] =
+        None,
+    set_: SetOption = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default runs/race-<time>).")] = None,
+) -> None:
+    """Train each recipe, record mIoU against wall time, report time and images to reach the target."""
+    names = _names(recipes)
+    out_dir = out or Path("runs") / f"race-{time.strftime('%Y%m%d-%H%M%S')}"
+    plan = race_configs(names, data, scale, seeds, list(set_ or []), evals, eval_every)
+    runs = run_race(plan, out_dir, target_miou)
+    settings = {"recipes": names, "data": data, "scale": scale, "seeds": seeds, "overrides": list(set_ or []),
+                "eval_interval": str(plan[0][2].train.eval_interval)}
+    paths = write_race(out_dir, runs, target_miou, settings)
+    table = Table("recipe", "reached", "time to target (s)", "images to target", "speedup", "final mIoU",
+                  "images/s", "wall time (s)", title=f"race to {target_miou:g} mIoU on {data}")
+    for summary in summarize(runs):
+        table.add_row(
+            summary.recipe, f"{summary.reached}/{summary.runs}", _shown(summary.time_to_target_s),
+            _shown(summary.images_to_target, 0), f"{summary.speedup:.2f}x" if summary.speedup else "-",
+            _shown(summary.final_miou, 2), _shown(summary.images_per_s), _shown(summary.wall_time_s),
+        )
+    console = Console()
+    console.print(table)
+    console.print(f"wrote {paths['json']}, {paths['csv']} and {paths['plot']}")
