@@ -3,21 +3,20 @@
 The bare loop is what a user would write by hand: zero the gradients, forward under autocast, the same
 loss, backward, the same optimizer step (through the grad scaler under fp16). It gets its batch
 already normalized, as if a DataLoader had done it, so normalizing on the device counts against the
-engine. Blocks of each alternate, in swapped order every round, so drift in the machine's load hits
-both alike; the ratio is the median of the per-round ratios.
+engine. Blocks of the two are interleaved (see interleave.py); the ratio is the median of the
+per-round ratios.
 """
 
 from __future__ import annotations
 
 import statistics
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 
-from segrecipes.bench.driver import engine_step, synchronize
+from segrecipes.bench.driver import engine_step
+from segrecipes.bench.interleave import interleaved_seconds, median_ratio
 from segrecipes.config import ConfigError
 from segrecipes.data.normalize import normalize
 from segrecipes.engine.trainer import Trainer
@@ -56,15 +55,6 @@ def bare_step(trainer: Trainer, images: torch.Tensor, target: torch.Tensor) -> N
     scaler.update()
 
 
-def _block_seconds(step: Callable[[], None], steps: int, device: torch.device) -> float:
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    synchronize(device)
-    return time.perf_counter() - start
-
-
 def engine_overhead(
     trainer: Trainer, images: torch.Tensor, target: torch.Tensor, rounds: int = 4, steps_per_round: int = 5
 ) -> OverheadReport:
@@ -72,8 +62,6 @@ def engine_overhead(
     extra = [method.name for method in trainer.methods if method.name != LAYOUT_METHOD]
     if extra:
         raise ConfigError(f"engine overhead: compare without training methods (enabled: {', '.join(extra)})")
-    if rounds < 1 or steps_per_round < 1:
-        raise ValueError(f"rounds and steps_per_round must be >= 1, got {rounds} and {steps_per_round}")
     bare_images = normalize(images)
     for method in trainer.methods:  # channels_last only: the same input layout as the engine's
         bare_images, _ = method.transform_batch(bare_images, target)
@@ -86,15 +74,11 @@ def engine_overhead(
 
     engine()  # warm both paths
     bare()
-    engine_times, bare_times = [], []
-    for index in range(rounds):
-        order = [(engine, engine_times), (bare, bare_times)]
-        for step, times in order if index % 2 == 0 else reversed(order):
-            times.append(_block_seconds(step, steps_per_round, trainer.device))
-    ratio = statistics.median(e / b for e, b in zip(engine_times, bare_times))
-    batch = len(images)
+    seconds = interleaved_seconds({"engine": engine, "bare": bare}, rounds, steps_per_round, trainer.device)
+    images_per_block = len(images) * steps_per_round
     return OverheadReport(
-        engine_images_per_s=batch * steps_per_round / statistics.median(engine_times),
-        bare_images_per_s=batch * steps_per_round / statistics.median(bare_times),
-        ratio=ratio, target=ENGINE_OVERHEAD_TARGET, rounds=rounds, steps_per_round=steps_per_round,
+        engine_images_per_s=images_per_block / statistics.median(seconds["engine"]),
+        bare_images_per_s=images_per_block / statistics.median(seconds["bare"]),
+        ratio=median_ratio(seconds["engine"], seconds["bare"]), target=ENGINE_OVERHEAD_TARGET, rounds=rounds,
+        steps_per_round=steps_per_round,
     )

@@ -22,7 +22,7 @@ ERROR_EXIT_CODE = 2
 def check_command(
     spec: Annotated[str, typer.Argument(help="ade20k:PATH | camvid:PATH | folder:PATH (as for --data)")],
     splits: Annotated[str, typer.Option(help="Comma-separated splits to check.")] = "train,val",
-    num_classes: Annotated[Optional[int], typer.Option(help="folder: the class count when there is no classes.txt.")] = None,
+    num_classes: Annotated[Optional[int], typer.Option(help="folder: the class count without a classes.txt.")] = None,
     ignore_value: Annotated[int, typer.Option(help="folder: the raw mask value that is not evaluated.")] = 255,
     reduce_zero_label: Annotated[bool, typer.Option(help="folder: raw 0 is unlabelled and v -> v - 1.")] = False,
     headers_only: Annotated[bool, typer.Option(help="Read file headers only: fast, but finds no corrupt "
@@ -48,11 +48,15 @@ def check_command(
 def _print_report(report: Report, console: Console) -> None:
     """One line per issue (whole paths, easy to grep), the count of each kind, then the summary."""
     for issue in report.issues:
-        style = "red" if issue.severity == "error" else "yellow"
-        console.print(Text.assemble((issue.severity, style), f" {issue.kind}: {issue}"), soft_wrap=True)
+        _say(console, (issue.severity, "red" if issue.severity == "error" else "yellow"), f" {issue.kind}: {issue}")
     if report.issues:
-        console.print(", ".join(f"{kind}: {count}" for kind, count in sorted(report.counts().items())), highlight=False)
-    console.print(f"{report.spec}: {report.summary()}", highlight=False, soft_wrap=True)
+        _say(console, ", ".join(f"{kind}: {count}" for kind, count in sorted(report.counts().items())))
+    _say(console, f"{report.spec}: {report.summary()}")
+
+
+def _say(console: Console, *parts: str | tuple[str, str]) -> None:
+    """Print one line as it is: paths may hold '[' (no markup) and must stay whole (no wrapping)."""
+    console.print(Text.assemble(*parts), soft_wrap=True)
 
 
 @data_app.command("download")
@@ -73,8 +77,8 @@ def download_command(
     result = download_dataset(dataset, to, url=url, sha256=sha256, progress=console.is_terminal,
                               keep_archive=keep_archive)
     if result.verified_by:
-        console.print(f"verified: {result.verified_by}", highlight=False)
+        _say(console, f"verified: {result.verified_by}")
     else:
-        console.print(f"[yellow]not verified[/]: no known digest for this URL; its SHA-256 is {result.sha256} "
-                      f"(pass --sha256 {result.sha256} to check it next time)", highlight=False)
-    console.print(f"ready: --data {result.spec}", highlight=False)
+        _say(console, ("not verified", "yellow"), f": no known digest for this URL; its SHA-256 is {result.sha256} "
+             f"(pass --sha256 {result.sha256} to check it next time)")
+    _say(console, f"ready: --data {result.spec}")

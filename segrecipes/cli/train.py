@@ -63,12 +63,11 @@ def train_command(
     if trainer.dist.is_main:
         console.print(f"run folder: {folder}  ({', '.join(cfg.enabled_methods()) or 'no methods'}; "
                       f"{cfg.model.name} {cfg.model.backbone}; data {cfg.data.spec})")
-    if cfg.train.eval_at_start and state is None:
-        before = trainer.evaluate()
-        if trainer.dist.is_main:
-            console.print(f"untrained model: val mIoU {before.miou:.2f}")
     summary = trainer.fit()
     if trainer.dist.is_main:
+        start = summary["history"][0] if summary["history"] and summary["history"][0]["step"] == 0 else None
+        if start is not None:
+            console.print(f"untrained model: val mIoU {start['val_miou']:.2f}")
         console.print(
             f"final val mIoU {summary['miou']:.2f}  pixel acc {summary['pixel_acc']:.2f}  "
             f"({summary['steps']} steps, {summary['wall_time_s']:.0f} s, {summary['train_images_per_s']:.1f} img/s)"

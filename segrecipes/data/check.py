@@ -82,7 +82,10 @@ class Report:
         return not self.errors
 
     def bad_indices(self, split: str) -> list[int]:
-        """Positions of the pairs of ``split`` with an error: what a ``--skip-bad`` run leaves out."""
+        """Positions of the pairs of ``split`` with an error: what a ``--skip-bad`` run leaves out.
+
+        They index the dataset's pairs (sorted by stem) whenever the dataset can be built, i.e. no
+        image lacks its mask."""
         return sorted({issue.index for issue in self.errors if issue.split == split and issue.index is not None})
 
     def counts(self) -> dict[str, int]:
@@ -135,6 +138,8 @@ class _Layout:
 
 
 def _layout(cfg: DataConfig, splits: Sequence[str]) -> _Layout | None:
+    """The folders and label table the ADE20k, CamVid and folder datasets use; rebuilt here because
+    their constructors stop at the first unpaired file, where a check must go on and list them all."""
     kind, root = parse_data_spec(cfg.spec)
     if root is None:  # synthetic data has no files
         return None
@@ -283,7 +288,7 @@ class _PairChecker:
     def _mask_header(path: Path, header: _Header, add: _Add) -> bool:
         """Report a mask that is not a single-channel index PNG; True when its values can be checked."""
         if header.format != "PNG":
-            add(path, "not-index-mask", f"a {header.format} file, not a PNG; masks must be lossless PNGs of class indices")
+            add(path, "not-index-mask", f"a {header.format} file, not a PNG; masks must be lossless PNGs of indices")
             return False
         if header.mode in SIXTEEN_BIT_MODES:
             add(path, "16-bit-mask", "16-bit mask, read as raw class indices", "note")

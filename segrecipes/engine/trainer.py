@@ -265,6 +265,8 @@ class Trainer:
         total_steps = self._steps(cfg.duration)
         bar = TrainProgress(total_steps or cfg.duration.value, "steps" if total_steps else "s", cfg.progress,
                             enabled=self.dist.is_main)
+        if cfg.eval_at_start and state["step"] == 0:
+            self._record_eval(self.evaluate(), bar)
         self.model.train()
         last_eval_time = last_ckpt_time = state["elapsed_s"]
         metrics: SegMetrics | None = None

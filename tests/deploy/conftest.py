@@ -14,7 +14,7 @@ from segrecipes.engine.trainer import Trainer
 TINY_RUN = [
     "data.spec=synthetic", "data.crop_size=32", "data.eval_size=32", "data.synthetic_image_size=32",
     "data.synthetic_train_size=8", "data.synthetic_val_size=2", "data.num_workers=0",
-    "model.backbone=resnet18", "model.output_stride=16",
+    "model.backbone=resnet18", "model.output_stride=16", "model.head_channels=32",
     "train.global_batch_size=4", "train.duration=2ba", "train.eval_interval=none", "train.checkpoint_interval=none",
     "train.progress=none",
     # EMA makes the evaluation weights differ from the training weights: exports must carry the former

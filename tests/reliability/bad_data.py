@@ -15,7 +15,9 @@ def noise(height: int = 16, width: int = 16, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
-def write_image(path: Path, height: int = 16, width: int = 16, mode: str = "RGB", orientation: int | None = None) -> Path:
+def write_image(
+    path: Path, height: int = 16, width: int = 16, mode: str = "RGB", orientation: int | None = None
+) -> Path:
     """A noise image in ``mode``, saved in the format of its suffix, optionally with an EXIF orientation tag."""
     path.parent.mkdir(parents=True, exist_ok=True)
     image = Image.fromarray(noise(height, width, seed=len(path.name))).convert(mode)
@@ -46,13 +48,14 @@ def write_palette_mask(path: Path, indices: np.ndarray) -> Path:
     return path
 
 
-def write_truncated_jpeg(path: Path, size: int = 64) -> Path:
-    """A JPEG cut at 60 %: the header is intact (it opens) but the pixels cannot be decoded."""
+def write_truncated_jpeg(path: Path, size: int = 16) -> Path:
+    """A JPEG cut half-way through its pixel data: the header is intact (it opens) but it cannot be decoded."""
     buffer = io.BytesIO()
     Image.fromarray(noise(size, size)).save(buffer, format="JPEG", quality=95)
     data = buffer.getvalue()
+    scan = data.index(b"\xff\xda")  # start-of-scan: everything before it is header
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data[: int(len(data) * 0.6)])
+    path.write_bytes(data[: scan + (len(data) - scan) // 2])
     return path
 
 

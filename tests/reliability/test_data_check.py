@@ -33,6 +33,13 @@ def _pair(root: Path, stem: str, suffix: str = ".jpg", mode: str = "RGB", orient
     write_mask(root / "masks" / "train" / f"{stem}.png", mask)
 
 
+def _folder_root(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "classes.txt").write_text("a\nb\nc\n")
+    return root
+
+
 def _found(report: Report, root: Path) -> set[tuple[str, str, str]]:
     return {(str(Path(issue.path).relative_to(root)), issue.kind, issue.severity) for issue in report.issues}
 
@@ -40,9 +47,8 @@ def _found(report: Report, root: Path) -> set[tuple[str, str, str]]:
 @pytest.fixture
 def every_defect(tmp_path: Path) -> tuple[Path, set[tuple[str, str, str]]]:
     """A folder dataset with one file per kind of problem, and the issues it must produce."""
-    root = tmp_path / "data"
+    root = _folder_root(tmp_path)
     (root / "images" / "val").mkdir(parents=True)  # an empty val split
-    (root / "classes.txt").write_text("a\nb\nc\n")
     _pair(root, "good")
     _pair(root, "gray", mode="L")
     _pair(root, "rgba", ".png", mode="RGBA")
@@ -105,14 +111,16 @@ def test_every_defect_is_reported_once_with_its_file(every_defect: tuple[Path, s
 def test_cheap_checks_find_header_problems_without_decoding(every_defect: tuple[Path, set]) -> None:
     root, expected = every_defect
     report = cheap_checks(f"folder:{root}")
-    decode_only = {("masks/train/badlabel.png", "bad-label", "error"), ("images/train/truncated.jpg", "corrupt", "error")}
+    decode_only = {
+        ("masks/train/badlabel.png", "bad-label", "error"),
+        ("images/train/truncated.jpg", "corrupt", "error"),
+    }
     assert _found(report, root) == expected - decode_only
     assert not report.decoded
 
 
 def test_bad_indices_are_the_pairs_the_loader_fails_on(tmp_path: Path) -> None:
-    root = tmp_path / "data"
-    (root / "classes.txt").write_text("a\nb\nc\n")
+    root = _folder_root(tmp_path)
     for stem in ("a", "c", "g"):
         _pair(root, stem)
     _pair(root, "h", mode="L")  # a note only: loads fine
@@ -175,7 +183,7 @@ def test_raise_if_errors_names_the_first_file_in_one_line(tmp_path: Path) -> Non
     with pytest.raises(DataError) as caught:
         report.raise_if_errors()
     message = str(caught.value)
-    assert "\n" not in message and message.startswith(str(root / "masks" / "train" / "bad.png"))
+    assert "\n" not in message and message.startswith(f"{root / 'images' / 'train' / 'lonely.jpg'}: no mask")
     assert "1 more problems" in message and f"data check folder:{root}" in message
     check_dataset(f"folder:{folder_dataset(tmp_path / 'clean', 3)}").raise_if_errors()
 
@@ -208,17 +216,20 @@ def test_cli_exit_code_is_0_when_clean_with_notes(tmp_path: Path, capsys: pytest
     write_image(root / "images" / "val" / "val0.jpg", 32, 32, mode="L")
     code, out, _ = _cli(capsys, f"folder:{root}")
     assert code == 0
-    assert "val0.jpg" in out and "converted" in out and "4 train, 2 val pairs checked (decoded): 0 errors, 1 notes" in out
+    assert "val0.jpg" in out and "converted" in out
+    assert "4 train, 2 val pairs checked (decoded): 0 errors, 1 notes" in out
 
 
-def test_cli_lists_every_bad_file_and_exits_2(every_defect: tuple[Path, set], capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_lists_every_bad_file_and_exits_2(
+    every_defect: tuple[Path, set], capsys: pytest.CaptureFixture[str]
+) -> None:
     root, expected = every_defect
     code, out, _ = _cli(capsys, f"folder:{root}")
     assert code == 2
     lines = out.splitlines()
     for path, kind, severity in expected:
         assert any(str(root / path) in line and kind in line and line.startswith(severity) for line in lines), path
-    assert "14 errors, 3 notes" in lines[-1]
+    assert "13 errors, 4 notes" in lines[-1]
 
 
 def test_cli_json_report(every_defect: tuple[Path, set], capsys: pytest.CaptureFixture[str]) -> None:
