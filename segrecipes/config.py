@@ -78,6 +78,8 @@ class DataConfig(Section):
     num_workers: int = Field(2, ge=0)
     pin_memory: bool = True
     persistent_workers: bool = True
+    check: bool = True  # header-level checks of every file before training (segrecipes data check does more)
+    skip_bad: bool = False  # train without the files the checks flag, instead of refusing them
     # folder:PATH datasets only
     num_classes: int | None = Field(None, gt=0)
     ignore_value: int = Field(255, ge=0, le=65535)
@@ -219,7 +221,8 @@ class EvalConfig(Section):
     batch_size: int = Field(8, gt=0)
 
 
-METHOD_SECTIONS = ("ema", "channels_last", "mixup", "sam")
+# hook order: MixUp mixes the batch before channels_last converts it; EMA and SAM are independent
+METHOD_SECTIONS = ("mixup", "channels_last", "ema", "sam")
 
 
 class RunConfig(Section):

@@ -35,11 +35,20 @@ app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
 
 
+def one_line(error: Exception) -> str:
+    """The message itself, also when a DataLoader worker wrapped it in a remote traceback."""
+    message = str(error).strip()
+    if "Original Traceback" in message:
+        message = message.splitlines()[-1]
+        message = message.split(": ", 1)[1] if ": " in message else message
+    return message
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=True)
     except USER_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(error)}", file=sys.stderr)
         sys.exit(2)
     except RunInterrupted as stopped:
         print(str(stopped), file=sys.stderr)

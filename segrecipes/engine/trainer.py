@@ -20,14 +20,18 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import Subset
 
 from segrecipes.config import ConfigError, Duration, RunConfig
+from segrecipes.data.augmented import AugmentedDataset
+from segrecipes.data.check import cheap_checks
 from segrecipes.data.normalize import normalize
 from segrecipes.data.sampler import TrainSampler
 from segrecipes.data.loader import build_train_loader
 from segrecipes.data.spec import DataBundle, build_datasets
 from segrecipes.engine.checkpoint import (
     BEST,
+    CheckpointError,
     atomic_save,
     rng_state,
     save_training_checkpoint,
@@ -77,6 +81,8 @@ class Trainer:
         torch.manual_seed(train.seed + self.dist.rank)
 
         self.data: DataBundle = build_datasets(config.data)
+        if config.data.check and config.data.spec != "synthetic":
+            self._check_data()
         if train.global_batch_size % self.dist.world_size:
             raise ConfigError(
                 f"train.global_batch_size: {train.global_batch_size} is not divisible by the world size "
@@ -136,6 +142,19 @@ class Trainer:
         if resume_state is not None:
             self._restore(resume_state)
         self.logger = RunLogger(self.run_dir, config, enabled=self.dist.is_main)
+
+    def _check_data(self) -> None:
+        """Refuse bad files up front with their names, or (``data.skip_bad``) train without them."""
+        report = cheap_checks(self.cfg.data)
+        if not self.cfg.data.skip_bad:
+            report.raise_if_errors()
+            return
+        bad = report.bad_indices("train")
+        if bad:
+            keep = [index for index in range(len(self.data.train_raw)) if index not in bad]
+            self.data.train = AugmentedDataset(Subset(self.data.train_raw, keep), self.data.train.transform)
+            warnings.warn(f"data.skip_bad: training without {len(bad)} bad file(s) of {self.cfg.data.spec}",
+                          stacklevel=2)
 
     # ----------------------------------------------------------------- durations and schedule
     def _steps(self, duration: Duration) -> int | None:
@@ -385,6 +404,10 @@ class Trainer:
         save_training_checkpoint(self.state_dict(), self.run_dir / "checkpoints", self.cfg.train.keep_last)
 
     def _restore(self, state: dict[str, Any]) -> None:
+        saved = state["data"]["num_classes"]
+        if saved != self.data.num_classes:
+            raise CheckpointError(f"checkpoint has {saved} classes but {self.cfg.data.spec} has "
+                                  f"{self.data.num_classes}: resume on the data the run was trained on")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler is not None and state.get("scaler"):

@@ -11,7 +11,7 @@ from segrecipes.methods.sam import SAM
 
 
 def build_methods(config: RunConfig, num_classes: int, ignore_index: int) -> list[Method]:
-    """One hook per enabled section, in ``config.enabled_methods()`` order (ema, channels_last, mixup, sam).
+    """One hook per enabled section, in ``config.enabled_methods()`` order (mixup, channels_last, ema, sam).
 
     No two methods use the same hook in a way that depends on their order: only channels_last changes
     the model, only MixUp the target (its blend keeps the images' memory format), only SAM takes the

@@ -22,8 +22,8 @@ def test_every_enabled_section_becomes_a_configured_hook():
         overrides=["ema.half_life=2000", "ema.update_interval=1", "mixup.alpha=0.5", "sam.interval=2"],
     )
     methods = build_methods(config, num_classes=7, ignore_index=0)
-    assert [type(m) for m in methods] == [EMA, ChannelsLast, MixUp, SAM]
-    ema, _, mixup, sam = methods
+    assert [type(m) for m in methods] == [MixUp, ChannelsLast, EMA, SAM]
+    mixup, _, ema, sam = methods
     assert ema.smoothing == pytest.approx(2 ** (-1 / 2000)) and ema.update_interval == 1
     assert (mixup.num_classes, mixup.alpha, mixup.ignore_index) == (7, 0.5, 0)
     assert (sam.rho, sam.interval) == (0.3, 2)

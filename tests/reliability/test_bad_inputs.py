@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -63,7 +64,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def untouched(trained_run: Path) -> Path:
+def untouched(trained_run: Path) -> Iterator[Path]:
     """The trained run; the test fails if its checkpoints change."""
     before = snapshot(trained_run)
     yield trained_run
@@ -137,8 +138,6 @@ def test_bad_folder_data_names_the_file(
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="DataLoader workers re-raise the DataError with 'Caught DataError in DataLoader "
-                   "worker process 0. Original Traceback ...' in its message: exit 2 but a multi-line traceback")
 def test_bad_folder_data_with_loader_workers_names_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = folder_dataset(tmp_path / "data", 3, {"bad": "corrupt-image"}, train_images=3)
     code, output = run_cli(capsys, "train", "--data", f"folder:{data}", *TINY, "--set", "data.num_workers=1",
@@ -154,8 +153,6 @@ def test_bad_data_on_resume_leaves_the_run_untouched(
     assert_one_line_error(code, output, str(data / "masks/train/bad.png"))
 
 
-@pytest.mark.xfail(strict=True, reason="Trainer._restore: load_state_dict size mismatch of head.classifier "
-                   "escapes as a RuntimeError traceback (exit 1)")
 def test_resuming_on_data_with_another_class_count_is_refused(
     untouched: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
