@@ -64,7 +64,7 @@ def _draw_sample(size: int, generator: torch.Generator) -> tuple[torch.Tensor, t
     y, x = torch.meshgrid(coords, coords, indexing="ij")
 
     background = _uniform(0, 256, generator, (3,))
-    gradient = _uniform(-40, 40, generator, (3, 2))
+    gradient = _uniform(-1, 1, generator, (3, 2))
     image = background.view(3, 1, 1) + gradient[:, :1, None] * (x - 0.5) + gradient[:, 1:, None] * (y - 0.5)
     mask = torch.zeros(size, size, dtype=torch.int64)
 
@@ -74,7 +74,7 @@ def _draw_sample(size: int, generator: torch.Generator) -> tuple[torch.Tensor, t
         label = int(torch.randint(1, len(CLASS_NAMES), (), generator=generator))
         jitter_x, jitter_y = _uniform(-0.08, 0.08, generator, (2,)).tolist()
         centre_x, centre_y = 0.25 + 0.5 * (cell % 2) + jitter_x, 0.25 + 0.5 * (cell // 2) + jitter_y
-        radius = float(_uniform(0.13, 0.22, generator))
+        radius = float(_uniform(0.15, 0.23, generator))
         angle = float(_uniform(0, math.pi, generator))
         # Coordinates in the object's own rotated frame.
         u = (x - centre_x) * math.cos(angle) + (y - centre_y) * math.sin(angle)

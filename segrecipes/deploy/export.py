@@ -15,10 +15,9 @@ from .errors import DeployError
 from .loading import load_model
 from .onnx_format import write_onnx
 from .safetensors_format import write_safetensors
-from .tracing import check_sizes, example_input
+from .tracing import Shape, check_shapes, example_input
 from .torchscript_format import write_torchscript
 
-Shape = tuple[int, int, int]  # batch, height, width
 # Largest |exported - PyTorch| logit accepted in float32: far above reordering noise (~1e-6),
 # far below any real conversion error.
 MAX_ABS_TOLERANCE = 1e-4
@@ -70,7 +69,7 @@ def export_model(
     model = trained.model.cpu().eval()
     EXPORT_FORMATS[format_name][1](trained, path)
     exported = load_model(path, "cpu").model
-    shapes = shapes or check_sizes(trained.config.data.eval_size)
+    shapes = shapes or check_shapes(trained.config.data.eval_size)
     report = ExportReport(path, format_name, {shape: max_abs_difference(model, exported, shape) for shape in shapes})
     if report.worst > MAX_ABS_TOLERANCE:
         shape = max(report.max_abs_diff, key=report.max_abs_diff.__getitem__)

@@ -6,9 +6,9 @@ the TorchScript-based exporter needs only ``onnx``, runs reliably on CPU, and re
 model's shape arithmetic (interpolation to the input size, smp's padding) as graph operations,
 so one file serves every input size. Every export is checked against PyTorch afterwards.
 
-Opset 17: the graph needs nothing newer than opset 13 (``Resize`` with half-pixel bilinear,
-``Pad``, ``GlobalAveragePool``), and 17 is read by every maintained runtime (ONNX Runtime >= 1.11,
-TensorRT >= 8.5, OpenVINO >= 2022.3) while being the newest that the legacy exporter fully covers.
+Opset 17: the graph uses only operators stable since opset 13 (``Conv``, half-pixel bilinear
+``Resize``, ``GlobalAveragePool``, ``Pad``, shape arithmetic), and 17 rather than the exporter's
+default 20 lets runtimes already deployed in production (ONNX Runtime >= 1.12, TensorRT 8.6) load it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from segrecipes.engine.trained_model import TrainedModel
 
 from .errors import DeployError
 from .metadata import model_metadata, read_metadata
-from .tracing import TRACE_EXAMPLE_SIZE, example_input, quiet_tracing
+from .tracing import TRACE_EXAMPLE_SHAPE, example_input, quiet_tracing
 
 ONNX_OPSET = 17
 INPUT_NAME = "images"
@@ -46,7 +46,7 @@ def write_onnx(trained: TrainedModel, path: Path) -> None:
     with quiet_tracing(), torch.no_grad():
         torch.onnx.export(
             trained.model,
-            (example_input(*TRACE_EXAMPLE_SIZE),),
+            (example_input(*TRACE_EXAMPLE_SHAPE),),
             str(path),
             dynamo=False,
             opset_version=ONNX_OPSET,

@@ -11,7 +11,7 @@ from segrecipes.engine.trained_model import TrainedModel
 
 from .errors import DeployError
 from .metadata import model_metadata, read_metadata
-from .tracing import TRACE_EXAMPLE_SIZE, example_input, quiet_tracing
+from .tracing import TRACE_EXAMPLE_SHAPE, example_input, quiet_tracing
 
 METADATA_FILE = "segrecipes_metadata.json"
 
@@ -20,7 +20,7 @@ def write_torchscript(trained: TrainedModel, path: Path) -> None:
     """Trace ``trained.model`` (on CPU, eval mode) and save it with its metadata. The tracer's own
     check is skipped: the export is checked on other input sizes instead, which it cannot do."""
     with quiet_tracing(), torch.no_grad():
-        traced = torch.jit.trace(trained.model, example_input(*TRACE_EXAMPLE_SIZE), check_trace=False)
+        traced = torch.jit.trace(trained.model, example_input(*TRACE_EXAMPLE_SHAPE), check_trace=False)
         torch.jit.save(traced, str(path), _extra_files={METADATA_FILE: json.dumps(model_metadata(trained))})
 
 

@@ -17,9 +17,11 @@ import torch
 
 from segrecipes.data.normalize import normalize
 
-# (batch, height, width) of the traced example: odd multiples of 4, so that no branch on
-# "divisible by 8/16/32" is taken the easy way.
-TRACE_EXAMPLE_SIZE = (1, 100, 76)
+Shape = tuple[int, int, int]  # batch, height, width of an input
+
+# The traced example: odd multiples of 4, so that no branch on "divisible by 8/16/32" is taken
+# the easy way.
+TRACE_EXAMPLE_SHAPE: Shape = (1, 100, 76)
 
 
 def example_input(batch: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -29,8 +31,8 @@ def example_input(batch: int, height: int, width: int, seed: int = 0) -> torch.T
     return normalize(pixels)
 
 
-def check_sizes(eval_size: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-    """Two (batch, height, width) shapes an export must reproduce: a landscape image at the
+def check_shapes(eval_size: int) -> tuple[Shape, Shape]:
+    """Two shapes an export must reproduce: a landscape image at the
     protocol size and a batch of two portrait ones, neither equal to the traced example."""
     long_side = eval_size * 4 // 3 + 1
     return (1, eval_size, long_side), (2, long_side, eval_size)
@@ -38,9 +40,9 @@ def check_sizes(eval_size: int) -> tuple[tuple[int, int, int], tuple[int, int, i
 
 @contextlib.contextmanager
 def quiet_tracing() -> Iterator[None]:
-    """Silence, for the export call only, the tracer's warnings (the check on other sizes verifies
-    what they warn about) and the deprecation notices of torch.jit and of the TorchScript-based
-    ONNX exporter (chosen on purpose, see :mod:`segrecipes.deploy.onnx_export`)."""
+    """Silence, around tracing, exporting and loading only, the tracer's warnings (the check on
+    other sizes verifies what they warn about) and the deprecation notices of torch.jit and of the
+    TorchScript-based ONNX exporter (chosen on purpose, see :mod:`segrecipes.deploy.onnx_format`)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit.*deprecated")

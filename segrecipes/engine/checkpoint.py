@@ -60,6 +60,9 @@ def save_training_checkpoint(state: dict[str, Any], folder: Path, keep_last: int
     history = sorted(p for p in folder.iterdir() if _STEP_FILE.match(p.name))
     for stale in history[: max(0, len(history) - keep_last)]:
         stale.unlink()
+    for leftover in folder.glob(".*.pt.*-*"):  # temporary files of a process killed mid-write
+        if not leftover.name.endswith(f"-{os.getpid()}"):
+            leftover.unlink(missing_ok=True)
     return path
 
 

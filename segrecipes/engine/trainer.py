@@ -79,15 +79,15 @@ class Trainer:
         self.device = self.dist.device
         train = config.train
         torch.manual_seed(train.seed + self.dist.rank)
-
-        self.data: DataBundle = build_datasets(config.data)
-        if config.data.check and config.data.spec != "synthetic":
-            self._check_data()
         if train.global_batch_size % self.dist.world_size:
             raise ConfigError(
                 f"train.global_batch_size: {train.global_batch_size} is not divisible by the world size "
                 f"{self.dist.world_size}"
             )
+
+        self.data: DataBundle = build_datasets(config.data)
+        if config.data.check and config.data.spec != "synthetic":
+            self._check_data()
         self.batch_per_rank = train.global_batch_size // self.dist.world_size
         self.microbatch = self.batch_per_rank if train.device_microbatch_size == "auto" else train.device_microbatch_size
         self.microbatch = min(self.microbatch, self.batch_per_rank)

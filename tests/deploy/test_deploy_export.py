@@ -13,6 +13,7 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
+from segrecipes.cli.main import main
 from segrecipes.deploy import DeployError, export_model, load_exported_safetensors, load_model
 from segrecipes.deploy.onnx_format import OnnxRuntimeModel
 from segrecipes.engine.checkpoint import latest_checkpoint
@@ -112,3 +113,25 @@ def test_deploy_export_refuses_unknown_format_and_wrong_suffix(tiny_model, tmp_p
         export_model(tiny_model, "tflite", tmp_path / "model.tflite")
     with pytest.raises(DeployError, match=r"model\.pt: a torchscript export must end in \.torchscript"):
         export_model(tiny_model, "torchscript", tmp_path / "model.pt")
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(arg) for arg in args])
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def test_deploy_export_cli_prints_the_check_and_writes_next_to_the_run(tiny_run, capsys) -> None:
+    code, out, _ = _cli(capsys, "export", "--checkpoint", tiny_run, "--format", "safetensors")
+    assert code == 0
+    assert (tiny_run / "model.safetensors").is_file()
+    # the run's eval size is 32: a 32 x 43 image and a batch of two 43 x 32 ones
+    assert "max abs difference vs PyTorch on 1x3x32x43: 0.00e+00" in out
+    assert "max abs difference vs PyTorch on 2x3x43x32: 0.00e+00" in out
+
+
+def test_deploy_export_cli_refuses_a_compiled_model_in_one_line(exported, capsys) -> None:
+    code, _, err = _cli(capsys, "export", "--checkpoint", exported["onnx"], "--format", "torchscript")
+    assert code == 2
+    assert err == f"error: {exported['onnx']}: export needs PyTorch weights (a run folder, checkpoint or .safetensors file)\n"
