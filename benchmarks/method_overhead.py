@@ -6,8 +6,8 @@ divided by that round's plain block, so machine-load drift cancels; the table gi
 and the range over rounds. Blocks are a multiple of 10 steps, so "EMA every 10 batches" and "SAM
 every 2nd step" do their share of work in every block.
 
-    .venv/bin/python benchmarks/method_overhead.py                   # 8 x 128x128, 6 rounds of 10 steps
-    .venv/bin/python benchmarks/method_overhead.py --rounds 10 --threads 1
+    .venv/bin/python benchmarks/method_overhead.py             # R-18 OS16, 8 x 128x128, 6 rounds of 10 steps
+    .venv/bin/python benchmarks/method_overhead.py --threads 1 # on a machine shared with other jobs
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ VARIANTS: dict[str, tuple[list[str], list[str], float | None]] = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="resnet18")
+    parser.add_argument("--output-stride", type=int, default=16, help="8 (the reference) costs ~3x more on CPU")
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=6)
@@ -49,7 +50,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    base = [f"model.backbone={args.backbone}", "train.device=cpu", *args.sets]
+    base = [f"model.backbone={args.backbone}", f"model.output_stride={args.output_stride}", "train.device=cpu",
+            *args.sets]
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         steps = {}
@@ -63,7 +65,7 @@ def main() -> None:
         seconds = interleaved_seconds(steps, args.rounds, args.steps, torch.device("cpu"))
 
     plain = seconds[PLAIN]
-    print(f"DeepLabv3+ {args.backbone}, {args.batch} x {args.image_size}x{args.image_size}, CPU "
+    print(f"DeepLabv3+ {args.backbone} OS{args.output_stride}, {args.batch} x {args.image_size}x{args.image_size}, CPU "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}; {args.rounds} rounds of {args.steps} "
           f"steps per variant, {time.perf_counter() - started:.0f} s in all\n")
     print("| method | ms/step (median) | ratio to plain (median) | range over rounds | target | within |")

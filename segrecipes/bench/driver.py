@@ -26,9 +26,11 @@ IGNORE_FRACTION = 0.05
 def bench_config(config: RunConfig, image_size: int, batch_size: int) -> RunConfig:
     """``config`` on synthetic ``image_size`` squares, ``batch_size`` per step, with no eval, checkpoints or logs.
 
-    Model, methods, loss, optimizer, precision, compile and microbatching are kept as configured.
+    Model, methods, loss, optimizer, precision, compile and microbatching are kept as configured; the
+    pretrained weights are not loaded (they do not change the speed, and a recipe then runs offline).
     """
     overrides: dict[str, Any] = {
+        "model": {"weights": None},
         "data": {
             "spec": "synthetic", "crop_size": image_size, "eval_size": image_size,
             "synthetic_image_size": image_size, "synthetic_train_size": batch_size, "synthetic_val_size": 2,

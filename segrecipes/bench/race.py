@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from segrecipes.bench.plot import plot_race
 from segrecipes.config import ConfigError, Duration, RunConfig, load_config
 from segrecipes.engine.trainer import Trainer
 
@@ -206,5 +205,7 @@ def write_race(out_dir: Path, runs: Sequence[RaceRun], target: float, settings: 
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    from segrecipes.bench.plot import plot_race  # imported here: matplotlib is slow to import for every command
+
     plot_race(runs, target, paths["plot"])
     return paths

@@ -19,7 +19,7 @@ _COMPILED_SUFFIXES = (".onnx", ".torchscript")
 def export_command(
     checkpoint: Annotated[Path, typer.Option(help="Run folder, checkpoint file or .safetensors export.")],
     format_name: Annotated[str, typer.Option("--format", help="onnx | torchscript | safetensors")],
-    out: Annotated[Optional[Path], typer.Option(help="Output file (default: RUN/model.<ext> or next to the checkpoint).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output file (default: RUN/model.<ext>, or beside the file).")] = None,
 ) -> None:
     """Export the evaluation weights (EMA where used); prints the max abs difference to PyTorch."""
     if checkpoint.suffix.lower() in _COMPILED_SUFFIXES:
@@ -31,4 +31,5 @@ def export_command(
     console.print(f"wrote {report.path}{opset}")
     for (batch, height, width), difference in report.max_abs_diff.items():
         console.print(f"  max abs difference vs PyTorch on {batch}x3x{height}x{width}: {difference:.2e}")
-    console.print(f"  within the {MAX_ABS_TOLERANCE:.0e} tolerance")
+    console.print(f"  within the tolerance {report.tolerance:.1e} ({MAX_ABS_TOLERANCE:.0e} x max(1, largest |logit| "
+                  f"{report.largest_logit:.3g}))")

@@ -17,13 +17,13 @@ from segrecipes.engine.trainer import amp_dtype_for
 
 def predict_command(
     inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders of images.", show_default=False)],
-    checkpoint: Annotated[Path, typer.Option(help="Run folder, checkpoint file or exported .onnx/.torchscript/.safetensors model.")],
+    checkpoint: Annotated[Path, typer.Option(help="Run folder, checkpoint or .onnx/.torchscript/.safetensors export.")],
     out: Annotated[Path, typer.Option(help="Folder for <stem>.png label maps and <stem>_overlay.png overlays.")],
     tta: Annotated[str, typer.Option(help="none | flip | ms-flip")] = "none",
     scales: Annotated[Optional[str], typer.Option(help="ms-flip scales, e.g. 0.5,0.75,1.0,1.25,1.5,1.75")] = None,
-    eval_size: Annotated[Optional[int], typer.Option(min=1, help="Short side to predict at (default: the run's eval size).")] = None,
-    mode: Annotated[str, typer.Option(help="whole | slide (windows of the run's crop size, stride 2/3 of it)")] = "whole",
-    ade20k_submission: Annotated[bool, typer.Option(help="Write labels 1..150 as the ADE20k benchmark expects.")] = False,
+    eval_size: Annotated[Optional[int], typer.Option(min=1, help="Short side to predict at (default: the run's).")] = None,
+    mode: Annotated[str, typer.Option(help="whole | slide (windows of the run's crop size, stride 2/3)")] = "whole",
+    ade20k_submission: Annotated[bool, typer.Option(help="Write labels 1..150 as the ADE20k benchmark wants.")] = False,
     overlay: Annotated[bool, typer.Option(help="Also write colour overlays with a legend.")] = True,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
 ) -> None:

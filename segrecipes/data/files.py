@@ -61,7 +61,7 @@ def label_table(num_classes: int, ignore_values: Iterable[int] = (), shift: int 
     """Raw mask value -> class index: ``raw - shift`` when in [0, num_classes), 255 for an ignored
     raw value, and -1 for anything else (reported as an error when a mask contains it)."""
     if not 0 < num_classes <= IGNORE_INDEX:
-        raise DataError(f"num_classes {num_classes} must be between 1 and {IGNORE_INDEX} (index {IGNORE_INDEX} is ignore)")
+        raise DataError(f"num_classes {num_classes} must be between 1 and {IGNORE_INDEX} ({IGNORE_INDEX} means ignore)")
     table = torch.arange(_RAW_VALUES) - shift
     table[(table < 0) | (table >= num_classes)] = -1
     for value in ignore_values:
@@ -99,7 +99,9 @@ class SegmentationFiles(Dataset):
         image = _decode(image_path, ImageReadMode.RGB)
         raw = _decode(mask_path, ImageReadMode.UNCHANGED)
         if raw.shape[0] != 1:
-            raise DataError(f"{mask_path}: mask has {raw.shape[0]} channels; expected a single-channel PNG of class indices")
+            raise DataError(
+                f"{mask_path}: mask has {raw.shape[0]} channels; expected a single-channel PNG of class indices"
+            )
         if raw.shape[1:] != image.shape[1:]:
             raise DataError(
                 f"{mask_path}: mask is {raw.shape[2]}x{raw.shape[1]} but its image {image_path.name} is "

@@ -21,7 +21,9 @@ def build_train_loader(
     ``batch_size`` must divide the sampler's per-rank batch so no loader batch spans two global batches.
     """
     if batch_size <= 0 or sampler.batch_size_per_rank % batch_size:
-        raise ValueError(f"batch_size {batch_size} must divide the sampler's batch_size_per_rank {sampler.batch_size_per_rank}")
+        raise ValueError(
+            f"batch_size {batch_size} must divide the sampler's batch_size_per_rank {sampler.batch_size_per_rank}"
+        )
     return DataLoader(
         dataset,
         batch_size=batch_size,

@@ -24,9 +24,13 @@ class TrainSampler(Sampler[tuple[int, int]]):
     The incomplete last global batch is dropped, so every rank yields the same number of batches.
     """
 
-    def __init__(self, dataset_len: int, batch_size_per_rank: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self, dataset_len: int, batch_size_per_rank: int, seed: int, rank: int = 0, world_size: int = 1
+    ) -> None:
         if batch_size_per_rank <= 0 or not 0 <= rank < world_size:
-            raise ValueError(f"TrainSampler: bad batch_size_per_rank {batch_size_per_rank} or rank {rank} of {world_size}")
+            raise ValueError(
+                f"TrainSampler: bad batch_size_per_rank {batch_size_per_rank} or rank {rank} of {world_size}"
+            )
         self.global_batch_size = batch_size_per_rank * world_size
         if dataset_len < self.global_batch_size:
             raise DataError(

@@ -95,7 +95,8 @@ class TrainTransform:
         height, width = mask.shape
         if height == width == self.crop_size:
             return image.contiguous(), mask.contiguous()
-        padded_image = torch.tensor(MEAN_PIXEL, dtype=torch.uint8).view(3, 1, 1).repeat(1, self.crop_size, self.crop_size)
+        mean_pixel = torch.tensor(MEAN_PIXEL, dtype=torch.uint8).view(3, 1, 1)
+        padded_image = mean_pixel.repeat(1, self.crop_size, self.crop_size)
         padded_mask = torch.full((self.crop_size, self.crop_size), self.ignore_index, dtype=torch.int64)
         padded_image[:, :height, :width] = image
         padded_mask[:height, :width] = mask

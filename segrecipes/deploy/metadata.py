@@ -59,7 +59,7 @@ def read_metadata(metadata: dict[str, str], source: Path) -> ModelInfo:
     """Parse what :func:`model_metadata` wrote; ``source`` names the file in error messages."""
     missing = [key for key in REQUIRED_KEYS if key not in metadata]
     if missing:
-        raise DeployError(f"{source}: no segrecipes metadata ({missing[0]!r} missing); make it with `segrecipes export`")
+        raise DeployError(f"{source}: no segrecipes metadata ({missing[0]!r} missing); use `segrecipes export`")
     try:
         config_data = json.loads(metadata[CONFIG_KEY])
         class_names = json.loads(metadata[CLASS_NAMES_KEY])

@@ -25,7 +25,9 @@ def class_palette(num_classes: int) -> torch.Tensor:
     return palette.to(torch.uint8)
 
 
-def blend(image: torch.Tensor, labels: torch.Tensor, palette: torch.Tensor, alpha: float = OVERLAY_ALPHA) -> torch.Tensor:
+def blend(
+    image: torch.Tensor, labels: torch.Tensor, palette: torch.Tensor, alpha: float = OVERLAY_ALPHA
+) -> torch.Tensor:
     """uint8 (3, H, W) image mixed with the colour of each pixel's class, ``alpha`` of the colour."""
     colors = palette.to(labels.device)[labels].permute(2, 0, 1).float()
     return (image.float() * (1 - alpha) + colors * alpha).round().to(torch.uint8)

@@ -38,5 +38,6 @@ def load_exported_safetensors(path: Path | str, device: torch.device | str = "cp
     except RuntimeError as error:
         first = str(error).strip().splitlines()
         detail = first[1].strip() if len(first) > 1 else first[0]
-        raise DeployError(f"{path}: weights do not fit {info.config.model.name}/{info.config.model.backbone}: {detail}") from None
+        model_name = f"{info.config.model.name}/{info.config.model.backbone}"
+        raise DeployError(f"{path}: weights do not fit {model_name}: {detail}") from None
     return info.with_model(model.to(device).eval(), path)

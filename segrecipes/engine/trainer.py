@@ -266,6 +266,7 @@ class Trainer:
         metrics = evaluate(
             self.eval_model(), self.data.val_raw, protocol="reference", eval_size=cfg.data.eval_size,
             batch_size=cfg.eval.batch_size, device=self.device, amp_dtype=self.amp_dtype,
+            num_workers=cfg.data.num_workers,
         )
         self.model.train()
         return metrics

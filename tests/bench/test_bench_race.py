@@ -89,9 +89,9 @@ def test_summary_of_a_recipe_that_never_reached_has_no_time_or_speedup() -> None
 
 
 TINY_RACE = [
-    "data.crop_size=32", "data.eval_size=32", "data.synthetic_image_size=32", "data.synthetic_train_size=8",
-    "data.synthetic_val_size=4", "data.num_workers=0", "model.weights=null", "model.backbone=resnet18",
-    "model.output_stride=16", "model.head_channels=16", "train.global_batch_size=4", "train.device=cpu",
+    "data.crop_size=32", "data.eval_size=32", "data.synthetic_image_size=32", "data.synthetic_train_size=4",
+    "data.synthetic_val_size=2", "data.num_workers=0", "model.weights=null", "model.backbone=resnet18",
+    "model.output_stride=16", "model.head_channels=16", "train.global_batch_size=2", "train.device=cpu",
     "train.checkpoint_interval=none", "train.progress=none",
 ]
 
@@ -99,15 +99,16 @@ TINY_RACE = [
 def test_race_on_synthetic_data_writes_json_csv_and_plot(tmp_path, capsys) -> None:
     out = tmp_path / "race"
     sets = [arg for item in TINY_RACE for arg in ("--set", item)]
-    # 2 steps per epoch: baseline 128ep x 0.02 -> 5 steps, mild 25ep x 0.02 -> 1 step; evaluation every 0.25ep
+    # 2 steps per epoch: baseline 128ep x 0.01 -> 3 steps, mild 25ep x 0.01 -> 1 step; evaluation every
+    # 0.125ep, which rounds to every step
     with pytest.raises(SystemExit) as exit_info:
         main(["bench", "race", "--recipes", "baseline,mild", "--data", "synthetic", "--target-miou", "0",
-              "--scale", "0.02", "--seeds", "2", "--evals", "2", "--out", str(out), *sets])
+              "--scale", "0.01", "--seeds", "2", "--evals", "2", "--out", str(out), *sets])
     assert exit_info.value.code == 0, capsys.readouterr().err
     assert "race to 0 mIoU" in capsys.readouterr().out
 
     record = json.loads((out / "race.json").read_text())
-    assert record["target_miou"] == 0 and record["settings"]["eval_interval"] == "0.25ep"
+    assert record["target_miou"] == 0 and record["settings"]["eval_interval"] == "0.125ep"
     assert [summary["recipe"] for summary in record["recipes"]] == ["baseline", "mild"]
     with open(out / "race.csv") as handle:
         rows = list(csv.DictReader(handle))
@@ -116,11 +117,11 @@ def test_race_on_synthetic_data_writes_json_csv_and_plot(tmp_path, capsys) -> No
     ]
     for row, run in zip(rows, record["runs"]):
         curve = read_curve(out / "runs" / f"{row['recipe']}-seed{row['seed']}")
-        # every step is evaluated (0.25ep rounds to one of two steps); target 0 is reached at the first one
+        # every step is evaluated; target 0 is reached at the first evaluation
         assert [point.step for point in curve] == list(range(1, len(curve) + 1))
-        assert len(curve) == (5 if row["recipe"] == "baseline" else 1)
+        assert len(curve) == (3 if row["recipe"] == "baseline" else 1)
         assert float(row["time_to_target_s"]) == pytest.approx(curve[0].elapsed_s)
-        assert int(row["images_to_target"]) == curve[0].samples == 4
+        assert int(row["images_to_target"]) == curve[0].samples == 2
         assert len(run["curve"]) == len(curve)
     assert (out / "race.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -130,6 +131,6 @@ def test_race_refuses_an_output_folder_that_holds_runs(tmp_path) -> None:
     (tmp_path / "runs" / "mild-seed42" / "metrics.jsonl").write_text("{}\n")
     from segrecipes.bench.race import race_configs, run_race
 
-    plan = race_configs(["mild"], "synthetic", 0.02, 1, TINY_RACE)
+    plan = race_configs(["mild"], "synthetic", 0.01, 1, TINY_RACE)
     with pytest.raises(ConfigError, match="already holds a run"):
         run_race(plan, tmp_path, 0.0)

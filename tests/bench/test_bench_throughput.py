@@ -92,9 +92,10 @@ def test_breakdown_charges_known_delays_to_their_phase() -> None:
     forward_delay, optimizer_delay, method_delay = 0.04, 0.03, 0.05
     with bench_trainer(_trainer_config()) as trainer:
         trainer.methods.append(SlowAfterStep(method_delay))
-        # inside the forward (a layer of the model) and inside the optimizer step
+        # inside the forward (a layer of the model) and inside the optimizer step (post-hooks run in the
+        # order they were registered, so this one runs before the probes' closing hook)
         trainer.model.backbone.register_forward_hook(lambda *_: time.sleep(forward_delay))
-        trainer.optimizer.register_step_pre_hook(lambda *_: time.sleep(optimizer_delay))
+        trainer.optimizer.register_step_post_hook(lambda *_: time.sleep(optimizer_delay))
         report = measure_throughput(trainer, steps=3, warmup=1)
     phases = report.breakdown_ms
     assert phases["forward"] >= 1000 * forward_delay
@@ -121,3 +122,17 @@ def test_synthetic_batch_has_the_trainer_shape_classes_and_some_ignored_pixels()
     assert target.shape == (BATCH, SIZE, SIZE)
     labelled = target[target != ignore]
     assert 0 < labelled.numel() < target.numel() and labelled.max() < classes
+
+
+def test_throughput_of_a_recipe_runs_its_methods_on_synthetic_data_without_weights(capsys) -> None:
+    sets = [arg for item in TINY for arg in ("--set", item)]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "throughput", "--recipe", "medium", "--image-size", str(SIZE), "--batch", str(BATCH),
+              "--steps", "2", "--warmup", "0", "--json", *sets])
+    assert exit_info.value.code == 0
+    result = json.loads(capsys.readouterr().out)
+    report = result["throughput"]
+    assert report["methods"] == ["ema", "channels_last", "mixup", "sam"]
+    assert report["loss"] == {"ce_weight": 0.375, "dice_weight": 1.125}
+    assert report["precision"] == "float32"  # the recipe's fp16 applies on a GPU only
+    assert result["engine_overhead"] is None  # a bare loop is no comparison for a step with SAM and MixUp

@@ -94,6 +94,11 @@ def test_folder_classes_file_and_num_classes_must_agree(tmp_path: Path) -> None:
         SegmentationFolder(_folder(tmp_path), "train", num_classes=5)
 
 
+def test_folder_with_more_classes_than_the_ignore_index_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="num_classes 300 must be between 1 and 255"):
+        SegmentationFolder(_folder(tmp_path, classes=None), "train", num_classes=300)
+
+
 def test_folder_image_without_mask_is_named(tmp_path: Path) -> None:
     root = _folder(tmp_path)
     _write_image(root / "images" / "train" / "two")

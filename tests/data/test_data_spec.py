@@ -18,7 +18,9 @@ from segrecipes.data.spec import build_datasets, parse_data_spec
 from segrecipes.data.synthetic import SyntheticShapes
 from segrecipes.data.transforms import EvalTransform, TrainTransform
 
-SYNTHETIC = DataConfig(synthetic_train_size=24, synthetic_val_size=6, synthetic_image_size=40, crop_size=32, eval_size=48)
+SYNTHETIC = DataConfig(
+    synthetic_train_size=24, synthetic_val_size=6, synthetic_image_size=40, crop_size=32, eval_size=48
+)
 
 
 @pytest.mark.parametrize(
@@ -70,7 +72,9 @@ def test_build_synthetic_bundle() -> None:
 
 
 def test_train_transform_follows_the_config() -> None:
-    cfg = DataConfig(crop_size=24, scale_range=(0.7, 1.3), cat_max_ratio=0.5, crop_retries=3, flip_prob=0.2, photometric=False)
+    cfg = DataConfig(
+        crop_size=24, scale_range=(0.7, 1.3), cat_max_ratio=0.5, crop_retries=3, flip_prob=0.2, photometric=False
+    )
     transform = build_datasets(cfg).train.transform
     assert (transform.crop_size, transform.scale_range, transform.cat_max_ratio) == (24, (0.7, 1.3), 0.5)
     assert (transform.crop_retries, transform.flip_prob, transform.distortion) == (3, 0.2, None)

@@ -70,7 +70,10 @@ def test_cat_max_ratio_is_enforced_on_a_constructed_mask() -> None:
     mask[:28, :28] = 1
     mask[40:, 40:] = 255
     balanced = {
-        (top, left) for top in range(33) for left in range(33) if _balanced(mask[top : top + 32, left : left + 32], 0.75)
+        (top, left)
+        for top in range(33)
+        for left in range(33)
+        if _balanced(mask[top : top + 32, left : left + 32], 0.75)
     }
     assert 0 < len(balanced) < 33 * 33 / 4
 

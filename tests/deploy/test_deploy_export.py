@@ -14,7 +14,7 @@ from safetensors import safe_open
 from torch import nn
 
 from segrecipes.cli.main import main
-from segrecipes.deploy import DeployError, export_model, load_exported_safetensors, load_model
+from segrecipes.deploy import DeployError, ExportReport, export_model, load_exported_safetensors, load_model
 from segrecipes.deploy.onnx_format import OnnxRuntimeModel
 from segrecipes.engine.checkpoint import latest_checkpoint
 from segrecipes.engine.trained_model import TrainedModel
@@ -53,6 +53,7 @@ def test_deploy_onnx_graph_is_dynamic_and_carries_metadata(exported, tiny_model)
     assert json.loads(props["segrecipes.config"])["model"]["backbone"] == "resnet18"
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_deploy_torchscript_equals_eager(exported, tiny_model) -> None:
     module = torch.jit.load(str(exported["torchscript"]))
     for shape in SIZES:
@@ -135,3 +136,12 @@ def test_deploy_export_cli_refuses_a_compiled_model_in_one_line(exported, capsys
     code, _, err = _cli(capsys, "export", "--checkpoint", exported["onnx"], "--format", "torchscript")
     assert code == 2
     assert err == f"error: {exported['onnx']}: export needs PyTorch weights (a run folder, checkpoint or .safetensors file)\n"
+
+
+def test_deploy_export_tolerance_is_absolute_for_small_logits_relative_for_large() -> None:
+    def report(largest_logit: float) -> ExportReport:
+        return ExportReport(Path("m.onnx"), "onnx", {(1, 8, 8): 0.0}, largest_logit)
+
+    assert report(0.3).tolerance == pytest.approx(1e-4)
+    assert report(1.0).tolerance == pytest.approx(1e-4)
+    assert report(250.0).tolerance == pytest.approx(2.5e-2)

@@ -1,0 +1,41 @@
+"""``segrecipes bench data``: the real training DataLoader timed for several worker counts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from segrecipes.bench.pipeline import measure_pipeline
+from segrecipes.cli.main import main
+from segrecipes.config import ConfigError, DataConfig
+
+
+def test_data_command_times_each_worker_count_on_camvid(camvid_root, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "data", "--data", f"camvid:{camvid_root}", "--workers", "0,1", "--batch", "2",
+              "--batches", "2", "--crop-size", "64", "--json"])
+    assert exit_info.value.code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["crop_size"] == 64
+    assert [row["workers"] for row in result["results"]] == [0, 1]
+    for row in result["results"]:
+        assert (row["batch_size"], row["batches"]) == (2, 2)
+        assert row["images_per_s"] > 0 and row["first_batch_s"] > 0
+
+
+def test_timed_batches_are_capped_by_one_epoch() -> None:
+    # 6 synthetic images in batches of 2: 3 batches per epoch, the first timed apart, so 2 remain
+    config = DataConfig(spec="synthetic", synthetic_train_size=6, synthetic_image_size=16, crop_size=16)
+    (report,) = measure_pipeline(config, [0], batch_size=2, batches=10)
+    assert report.batches == 2
+
+
+def test_too_small_a_dataset_or_bad_worker_counts_are_refused(capsys) -> None:
+    config = DataConfig(spec="synthetic", synthetic_train_size=3, synthetic_image_size=16, crop_size=16)
+    with pytest.raises(ConfigError, match="too few"):
+        measure_pipeline(config, [0], batch_size=2, batches=1)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "data", "--data", "synthetic", "--workers", "0,two"])
+    assert exit_info.value.code == 2
+    assert "--workers" in capsys.readouterr().err
