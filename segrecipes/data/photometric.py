@@ -1,8 +1,9 @@
-"""The mmseg photometric distortion, vectorized on a uint8 image tensor.
+"""The reference photometric distortion (SPEC §2), vectorized on a uint8 image tensor.
 
-Brightness adds a delta in 0-255 units, contrast multiplies, saturation multiplies the HSV
-saturation and hue rotates the HSV hue in OpenCV's 180-step units; each happens with p = 0.5 and
-contrast goes first or last at random, as in mmseg's ``PhotoMetricDistortion``.
+Brightness multiplies by U(1 - 32/255, 1 + 32/255), contrast multiplies by U(0.5, 1.5), saturation
+multiplies the HSV saturation by U(0.5, 1.5) and hue rotates by U(-18/255, 18/255) of the colour
+circle; each happens with p = 0.5 and contrast goes first or last at random (the MosaicML ADE20k
+pipeline, itself modelled on mmseg's ``PhotoMetricDistortion``).
 """
 
 from __future__ import annotations
@@ -35,14 +36,14 @@ def hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
 
 
 class PhotometricDistortion:
-    """``distortion(image_uint8, generator) -> image_uint8``; defaults are mmseg's (SPEC §2)."""
+    """``distortion(image_uint8, generator) -> image_uint8``; defaults are the reference's (SPEC §2)."""
 
     def __init__(
         self,
-        brightness_delta: float = 32,
+        brightness_delta: float = 32 / 255,
         contrast_range: tuple[float, float] = (0.5, 1.5),
         saturation_range: tuple[float, float] = (0.5, 1.5),
-        hue_delta: int = 18,
+        hue_delta: float = 18 / 255,
     ) -> None:
         self.brightness_delta = brightness_delta
         self.contrast_range = contrast_range
@@ -58,18 +59,18 @@ class PhotometricDistortion:
 
         pixels = image.float()
         if coin():
-            pixels = (pixels + uniform(-self.brightness_delta, self.brightness_delta)).clamp(0, 255)
+            pixels = (pixels * uniform(1 - self.brightness_delta, 1 + self.brightness_delta)).clamp(0, 255)
         contrast_first = coin()
         if contrast_first and coin():
             pixels = (pixels * uniform(*self.contrast_range)).clamp(0, 255)
         saturation = uniform(*self.saturation_range) if coin() else None
-        hue_shift = int(torch.randint(-self.hue_delta, self.hue_delta + 1, (), generator=generator)) if coin() else None
+        hue_shift = uniform(-self.hue_delta, self.hue_delta) if coin() else None
         if saturation is not None or hue_shift is not None:
             hsv = rgb_to_hsv(pixels)
             if saturation is not None:
                 hsv[1] = (hsv[1] * saturation).clamp(0, 1)
             if hue_shift is not None:
-                hsv[0] = (hsv[0] + hue_shift / 180) % 1.0
+                hsv[0] = (hsv[0] + hue_shift) % 1.0
             pixels = hsv_to_rgb(hsv)
         if not contrast_first and coin():
             pixels = (pixels * uniform(*self.contrast_range)).clamp(0, 255)

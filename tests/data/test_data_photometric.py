@@ -1,4 +1,4 @@
-"""The mmseg photometric distortion: HSV conversions against colorsys, each operation against its formula."""
+"""The reference photometric distortion: HSV conversions against colorsys, each operation against its formula."""
 
 from __future__ import annotations
 
@@ -53,14 +53,14 @@ def test_identity_parameters_leave_the_image_unchanged() -> None:
         assert torch.equal(distortion(image, _seeded(seed)), image)
 
 
-def test_brightness_adds_one_delta_within_range() -> None:
-    distortion = PhotometricDistortion(**{**IDENTITY, "brightness_delta": 32})
-    image = torch.full((3, 4, 4), 100, dtype=torch.uint8)
-    deltas = [int(distortion(image, _seeded(seed)).int().unique().item()) - 100 for seed in range(60)]
-    assert all(-32 <= delta <= 32 for delta in deltas)
-    unchanged = deltas.count(0)
+def test_brightness_multiplies_by_one_factor_within_range() -> None:
+    distortion = PhotometricDistortion(**{**IDENTITY, "brightness_delta": 32 / 255})
+    image = torch.full((3, 4, 4), 200, dtype=torch.uint8)
+    factors = [distortion(image, _seeded(seed)).int().unique().item() / 200 for seed in range(60)]
+    assert all(1 - 32 / 255 - 0.003 <= factor <= 1 + 32 / 255 + 0.003 for factor in factors)
+    unchanged = factors.count(1.0)
     assert 15 < unchanged < 45  # applied with p = 0.5
-    assert len(set(deltas)) > 10
+    assert len(set(factors)) > 10
 
 
 def test_contrast_multiplies_and_clips() -> None:
@@ -81,16 +81,14 @@ def test_saturation_scales_hsv_saturation_and_keeps_hue_and_value() -> None:
     assert outcomes == {(200, 100, 50), tuple(expected)}
 
 
-def test_hue_shift_is_a_whole_number_of_180ths_within_delta() -> None:
-    distortion = PhotometricDistortion(**{**IDENTITY, "hue_delta": 18})
+def test_hue_shift_is_within_delta_of_the_colour_circle() -> None:
+    distortion = PhotometricDistortion(**{**IDENTITY, "hue_delta": 18 / 255})
     image = torch.tensor([255, 0, 0], dtype=torch.uint8).view(3, 1, 1)  # pure red, hue 0
-    shifts = set()
+    shifts = []
     for seed in range(60):
         red, green, blue = (distortion(image, _seeded(seed)).flatten() / 255).tolist()
         hue = colorsys.rgb_to_hsv(red, green, blue)[0]
-        shift = (hue + 0.5) % 1.0 - 0.5  # signed fraction of the colour circle
-        steps = shift * 180
-        assert abs(steps - round(steps)) < 0.1  # up to 8-bit rounding of the output
-        assert abs(steps) <= 18.5
-        shifts.add(round(steps))
-    assert 0 in shifts and len(shifts) > 8
+        shifts.append((hue + 0.5) % 1.0 - 0.5)  # signed fraction of the colour circle
+    assert all(abs(shift) <= 18 / 255 + 0.005 for shift in shifts)  # up to 8-bit rounding of the output
+    assert 15 < sum(shift == 0 for shift in shifts) < 45  # applied with p = 0.5
+    assert min(shifts) < -0.03 and max(shifts) > 0.03
