@@ -1,4 +1,4 @@
-"""Each training method's cost as a ratio to a plain step, measured in one run on a small CPU model.
+"""Each training method's cost as a ratio to a plain step, measured in one run (a small model on CPU by default).
 
 Every variant is a real Trainer (ResNet-18 DeepLabv3+, same seed, same synthetic batch); blocks of
 steps of all variants are interleaved in a random order per round and each round's block times are
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import statistics
 import time
 
@@ -21,6 +22,7 @@ import torch
 
 from segrecipes.bench.driver import bench_config, bench_trainer, engine_step, synthetic_batch
 from segrecipes.bench.interleave import interleaved_seconds
+from segrecipes.bench.throughput import device_name
 from segrecipes.config import load_config
 
 PLAIN = "plain step (CE)"
@@ -44,30 +46,32 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--steps", type=int, default=10, help="steps per block (keep a multiple of 10)")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda (then e.g. --set train.precision=bf16)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="extra section.key=value")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    base = [f"model.backbone={args.backbone}", f"model.output_stride={args.output_stride}", "train.device=cpu",
-            *args.sets]
+    base = [f"model.backbone={args.backbone}", f"model.output_stride={args.output_stride}",
+            f"train.device={args.device}", *args.sets]
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         steps = {}
         for name, (methods, overrides, _) in VARIANTS.items():
             config = bench_config(load_config(None, None, [*base, *overrides], methods), args.image_size, args.batch)
             trainer = stack.enter_context(bench_trainer(config))
-            images, target = synthetic_batch(trainer, torch.Generator().manual_seed(0))
-            steps[name] = (lambda t=trainer, x=images, y=target: engine_step(t, x, y))
+            batch = synthetic_batch(trainer, torch.Generator().manual_seed(0))  # the same batch for every variant
+            steps[name] = functools.partial(engine_step, trainer, *batch)
             for _ in range(args.steps):  # warm-up, and EMA's first copy; keeps blocks aligned to 10 steps
                 steps[name]()
-        seconds = interleaved_seconds(steps, args.rounds, args.steps, torch.device("cpu"))
+        device = trainer.device
+        seconds = interleaved_seconds(steps, args.rounds, args.steps, device)
 
     plain = seconds[PLAIN]
-    print(f"DeepLabv3+ {args.backbone} OS{args.output_stride}, {args.batch} x {args.image_size}x{args.image_size}, CPU "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}; {args.rounds} rounds of {args.steps} "
-          f"steps per variant, {time.perf_counter() - started:.0f} s in all\n")
+    print(f"DeepLabv3+ {args.backbone} OS{args.output_stride}, {args.batch} x {args.image_size}x{args.image_size}, "
+          f"{device_name(device)}, torch {torch.__version__}; {args.rounds} rounds of {args.steps} steps "
+          f"per variant, {time.perf_counter() - started:.0f} s in all\n")
     print("| method | ms/step (median) | ratio to plain (median) | range over rounds | target | within |")
     print("|---|---|---|---|---|---|")
     for name, (_, _, target) in VARIANTS.items():

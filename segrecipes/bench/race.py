@@ -2,8 +2,11 @@
 
 Each recipe trains for its configured duration times ``scale`` with the same data, overrides and
 evaluation interval (the shortest scaled duration split into ``evals`` parts, so evaluation costs
-every recipe the same share of its time). Wall time is the trainer's ``elapsed_s`` at each
+every recipe the same per unit of training). Wall time is the trainer's ``elapsed_s`` at each
 evaluation: training, earlier evaluations and checkpoints, as a user waits for them.
+
+Only durations are scaled: intervals counted in batches (EMA half-life, SAM interval) are not, so a
+short race should scale ``ema.half_life`` too (``--set`` applies to every recipe).
 
 A recipe reaches the target at the first evaluation whose mIoU is at least the target: nothing is
 known between two evaluations, so no interpolation. Over several seeds each figure is reported as
@@ -126,16 +129,15 @@ def race_configs(
     if not recipes or seeds < 1:
         raise ConfigError(f"bench race: need at least one recipe and one seed (got {list(recipes)}, seeds={seeds})")
     shared = [f"data.spec={data}", *overrides]
-    durations = {recipe: scale_duration(load_config(recipe, overrides=shared).train.duration, scale) for recipe in recipes}
+    base = {recipe: load_config(recipe, overrides=shared) for recipe in recipes}
+    durations = {recipe: scale_duration(config.train.duration, scale) for recipe, config in base.items()}
     interval = Duration.parse(eval_every) if eval_every else shared_eval_interval(list(durations.values()), evals)
     plan = []
     for offset in range(seeds):
-        for recipe in recipes:
-            config = load_config(recipe, overrides=[
-                *shared, f"train.duration={durations[recipe]}", f"train.eval_interval={interval}",
-            ])
+        for recipe, config in base.items():
             seed = config.train.seed + offset
-            plan.append((recipe, seed, config.model_copy(update={"train": config.train.model_copy(update={"seed": seed})})))
+            timing = [f"train.duration={durations[recipe]}", f"train.eval_interval={interval}", f"train.seed={seed}"]
+            plan.append((recipe, seed, load_config(recipe, overrides=[*shared, *timing])))
     return plan
 
 

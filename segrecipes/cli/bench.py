@@ -44,7 +44,7 @@ def throughput_command(
     backbone: Annotated[Optional[str], typer.Option(help="e.g. resnet101, resnet18")] = None,
     image_size: Annotated[int, typer.Option(help="Square training crop side.")] = 512,
     batch: Annotated[int, typer.Option(help="Images per optimizer step.")] = 16,
-    precision: Annotated[Optional[str], typer.Option(help="auto | fp32 | bf16 | fp16 (GPU only; CPU runs fp32)")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="auto | fp32 | bf16 | fp16 (a CPU runs fp32)")] = None,
     channels_last: Annotated[bool, typer.Option("--channels-last", help="Enable the channels_last method.")] = False,
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
     methods: Annotated[Optional[str], typer.Option(help="Comma-separated: ema,channels_last,mixup,sam,dice")] = None,
@@ -150,12 +150,15 @@ def race_command(
     names = _names(recipes)
     out_dir = out or Path("runs") / f"race-{time.strftime('%Y%m%d-%H%M%S')}"
     plan = race_configs(names, data, scale, seeds, list(set_ or []), evals, eval_every)
-    runs = run_race(plan, out_dir, target_miou)
     settings = {"recipes": names, "data": data, "scale": scale, "seeds": seeds, "overrides": list(set_ or []),
-                "eval_interval": str(plan[0][2].train.eval_interval)}
+                "eval_interval": str(plan[0][2].train.eval_interval), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                "torch": torch.__version__}
+    runs = run_race(plan, out_dir, target_miou)
     paths = write_race(out_dir, runs, target_miou, settings)
-    table = Table("recipe", "reached", "time to target (s)", "images to target", "speedup", "final mIoU",
-                  "images/s", "wall time (s)", title=f"race to {target_miou:g} mIoU on {data}")
+    table = Table(title=f"race to {target_miou:g} mIoU on {data}")
+    table.add_column("recipe", no_wrap=True)
+    for header in ("reached", "to target (s)", "images to target", "speedup", "final mIoU", "images/s", "wall (s)"):
+        table.add_column(header, justify="right")
     for summary in summarize(runs):
         table.add_row(
             summary.recipe, f"{summary.reached}/{summary.runs}", _shown(summary.time_to_target_s),

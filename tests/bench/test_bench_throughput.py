@@ -132,7 +132,7 @@ def test_throughput_of_a_recipe_runs_its_methods_on_synthetic_data_without_weigh
     assert exit_info.value.code == 0
     result = json.loads(capsys.readouterr().out)
     report = result["throughput"]
-    assert report["methods"] == ["ema", "channels_last", "mixup", "sam"]
+    assert report["methods"] == ["mixup", "channels_last", "ema", "sam"]
     assert report["loss"] == {"ce_weight": 0.375, "dice_weight": 1.125}
     assert report["precision"] == "float32"  # the recipe's fp16 applies on a GPU only
     assert result["engine_overhead"] is None  # a bare loop is no comparison for a step with SAM and MixUp
