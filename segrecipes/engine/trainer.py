@@ -108,6 +108,7 @@ class Trainer:
             warnings.warn("train.sync_bn is ignored in a single process", stacklevel=2)
         self.model = model.to(self.device)
         self.optimizer = build_optimizer(config.optimizer, self.model)
+        self._float_buffers = [buffer for buffer in self.model.buffers() if buffer.is_floating_point()]
         self.amp_dtype = amp_dtype_for(train.precision, self.device)
         fp16 = self.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler(self.device.type) if fp16 else None
@@ -229,6 +230,14 @@ class Trainer:
         self.scaler.update()
         return loss, self.scaler.get_scale() >= scale
 
+    def _step(self, context: StepContext) -> tuple[torch.Tensor, bool]:
+        """The first method that takes over the step (SAM), else the plain step."""
+        for method in self.methods:
+            result = method.optimizer_step(context)
+            if result is not None:
+                return result
+        return self._plain_step(context)
+
     def train_step(self, images: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, bool]:
         images = normalize(images.to(self.device, non_blocking=True))
         target = target.to(self.device, non_blocking=True)
@@ -239,13 +248,14 @@ class Trainer:
             step=self.progress_state["step"] + 1, model=self.model, optimizer=self.optimizer,
             scaler=self.scaler, compute_grads=self._compute_grads(images, target),
         )
+        # a skipped (non-finite) step must not leave NaN in the BatchNorm statistics either
+        saved_buffers = torch._foreach_mul(self._float_buffers, 1.0) if self._float_buffers else []
         while True:
             try:
-                for method in self.methods:
-                    result = method.optimizer_step(context)
-                    if result is not None:
-                        return result
-                return self._plain_step(context)
+                loss, stepped = self._step(context)
+                if not stepped and saved_buffers:
+                    torch._foreach_copy_(self._float_buffers, saved_buffers)
+                return loss, stepped
             except torch.cuda.OutOfMemoryError:
                 if self.cfg.train.device_microbatch_size != "auto" or self.microbatch < 4:
                     raise
@@ -319,7 +329,7 @@ class Trainer:
                 if state["step"] % cfg.log_interval == 0 or self._finished():
                     row = {"step": state["step"], "epoch": self._epochs(), "loss": float(loss),
                            "lr": self.optimizer.param_groups[0]["lr"],
-                           "images_per_s": window_images / max(window_seconds, 1e-9)}
+                           "images_per_s": window_images / max(window_seconds, 1e-9), "elapsed_s": state["elapsed_s"]}
                     self.logger.log(row)
                     bar.update(state["step"] if total_steps else state["elapsed_s"],
                                f"loss {row['loss']:.4f} lr {row['lr']:.2e} {row['images_per_s']:.1f} img/s")
