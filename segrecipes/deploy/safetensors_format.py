@@ -9,8 +9,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from segrecipes.engine.trained_model import TrainedModel
-from segrecipes.models.factory import build_model
+from segrecipes.engine.trained_model import TrainedModel, rebuild_trained_model
 
 from .errors import DeployError
 from .metadata import model_metadata, read_metadata
@@ -31,13 +30,4 @@ def load_exported_safetensors(path: Path | str, device: torch.device | str = "cp
     except (OSError, SafetensorError) as error:
         raise DeployError(f"{path}: not a readable safetensors file ({type(error).__name__})") from None
     info = read_metadata(metadata, path)
-    # the file carries every weight: never look for backbone weights again
-    model = build_model(info.config.model.model_copy(update={"weights": None}), len(info.class_names))
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as error:
-        first = str(error).strip().splitlines()
-        detail = first[1].strip() if len(first) > 1 else first[0]
-        model_name = f"{info.config.model.name}/{info.config.model.backbone}"
-        raise DeployError(f"{path}: weights do not fit {model_name}: {detail}") from None
-    return info.with_model(model.to(device).eval(), path)
+    return rebuild_trained_model(info.config, info.class_names, info.ignore_index, weights, path, device)

@@ -26,20 +26,27 @@ class TrainedModel:
         return len(self.class_names)
 
 
-def load_trained_model(path: Path | str, device: torch.device | str = "cpu") -> TrainedModel:
-    """The evaluation weights (EMA where the run used it) of a run folder's newest checkpoint or a file."""
-    source, state = resolve_checkpoint(path)
-    config = build_config(state["config"], str(source))
-    data = state["data"]
-    # the checkpoint carries every weight: never look for backbone weights again
-    model_config = config.model.model_copy(update={"weights": None})
-    model = build_model(model_config, int(data["num_classes"]))
-    weights = state.get("eval_model") or state["model"]
+def rebuild_trained_model(
+    config: RunConfig, class_names: list[str], ignore_index: int, weights: dict[str, torch.Tensor],
+    source: Path, device: torch.device | str = "cpu",
+) -> TrainedModel:
+    """Build the configured network and load ``weights`` strictly; a mismatch names the source."""
+    # the weights are all there: never look for backbone weights again
+    model = build_model(config.model.model_copy(update={"weights": None}), len(class_names))
     try:
         model.load_state_dict(weights)
     except RuntimeError as error:
-        first = str(error).strip().splitlines()
+        lines = str(error).strip().splitlines()
         raise CheckpointError(f"{source}: weights do not fit {config.model.name}/{config.model.backbone}: "
-                              f"{first[1].strip() if len(first) > 1 else first[0]}") from None
+                              f"{lines[1].strip() if len(lines) > 1 else lines[0]}") from None
     model.to(device).eval()
-    return TrainedModel(model, config, list(data["class_names"]), int(data["ignore_index"]), source)
+    return TrainedModel(model, config, list(class_names), ignore_index, source)
+
+
+def load_trained_model(path: Path | str, device: torch.device | str = "cpu") -> TrainedModel:
+    """The evaluation weights (EMA where the run used it) of a run folder's newest checkpoint or a file."""
+    source, state = resolve_checkpoint(path)
+    data = state["data"]
+    weights = state.get("eval_model") or state["model"]
+    return rebuild_trained_model(build_config(state["config"], str(source)), list(data["class_names"]),
+                                 int(data["ignore_index"]), weights, source, device)
