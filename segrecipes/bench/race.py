@@ -116,6 +116,13 @@ def shared_eval_interval(durations: Sequence[Duration], evals: int) -> Duration:
     return Duration(value=max(1, round(shortest)) if units[0] == "ba" else shortest, unit=units[0])
 
 
+def _parse_interval(text: str) -> Duration:
+    try:
+        return Duration.parse(text)
+    except ValueError as error:
+        raise ConfigError(f"--eval-every: {error}") from None
+
+
 def race_configs(
     recipes: Sequence[str],
     data: str,
@@ -131,7 +138,7 @@ def race_configs(
     shared = [f"data.spec={data}", *overrides]
     base = {recipe: load_config(recipe, overrides=shared) for recipe in recipes}
     durations = {recipe: scale_duration(config.train.duration, scale) for recipe, config in base.items()}
-    interval = Duration.parse(eval_every) if eval_every else shared_eval_interval(list(durations.values()), evals)
+    interval = _parse_interval(eval_every) if eval_every else shared_eval_interval(list(durations.values()), evals)
     plan = []
     for offset in range(seeds):
         for recipe, config in base.items():

@@ -19,6 +19,7 @@ import torch
 from segrecipes.bench.ceiling import matmul_tflops
 from segrecipes.bench.driver import engine_step, synchronize, synthetic_batch
 from segrecipes.bench.phases import PhaseClock, StepProbes
+from segrecipes.config import ConfigError
 from segrecipes.engine.trainer import Trainer
 from segrecipes.models.flops import forward_flops
 
@@ -80,7 +81,7 @@ def _peak_memory(device: torch.device) -> tuple[float, str]:
 def measure_throughput(trainer: Trainer, steps: int, warmup: int, breakdown: bool = True) -> ThroughputReport:
     """Time ``steps`` engine steps after ``warmup`` untimed ones (compilation, allocator, EMA's first copy)."""
     if steps < 1 or warmup < 0:
-        raise ValueError(f"steps must be >= 1 and warmup >= 0, got steps={steps} warmup={warmup}")
+        raise ConfigError(f"bench throughput: --steps must be >= 1 and --warmup >= 0 (got {steps} and {warmup})")
     device, cfg = trainer.device, trainer.cfg
     generator = torch.Generator().manual_seed(cfg.train.seed)
     batches = [synthetic_batch(trainer, generator) for _ in range(BATCH_POOL)]

@@ -11,7 +11,9 @@ import pytest
 from segrecipes.bench.race import (
     CurvePoint,
     RaceRun,
+    race_configs,
     read_curve,
+    run_race,
     scale_duration,
     shared_eval_interval,
     summarize,
@@ -129,8 +131,6 @@ def test_race_on_synthetic_data_writes_json_csv_and_plot(tmp_path, capsys) -> No
 def test_race_refuses_an_output_folder_that_holds_runs(tmp_path) -> None:
     (tmp_path / "runs" / "mild-seed42").mkdir(parents=True)
     (tmp_path / "runs" / "mild-seed42" / "metrics.jsonl").write_text("{}\n")
-    from segrecipes.bench.race import race_configs, run_race
-
     plan = race_configs(["mild"], "synthetic", 0.01, 1, TINY_RACE)
     with pytest.raises(ConfigError, match="already holds a run"):
         run_race(plan, tmp_path, 0.0)

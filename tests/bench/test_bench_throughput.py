@@ -136,3 +136,11 @@ def test_throughput_of_a_recipe_runs_its_methods_on_synthetic_data_without_weigh
     assert report["loss"] == {"ce_weight": 0.375, "dice_weight": 1.125}
     assert report["precision"] == "float32"  # the recipe's fp16 applies on a GPU only
     assert result["engine_overhead"] is None  # a bare loop is no comparison for a step with SAM and MixUp
+
+
+def test_bad_step_counts_are_a_one_line_error(capsys) -> None:
+    sets = [arg for item in TINY for arg in ("--set", item)]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "throughput", "--image-size", str(SIZE), "--batch", str(BATCH), "--steps", "0", *sets])
+    assert exit_info.value.code == 2
+    assert "--steps" in capsys.readouterr().err

@@ -1,0 +1,32 @@
+"""Measurement: training throughput of the real engine step, data-pipeline throughput, engine and
+method overheads, and races of recipes to a target mIoU (``segrecipes bench``)."""
+
+from __future__ import annotations
+
+from .ceiling import matmul_tflops
+from .driver import bench_config, bench_trainer, engine_step, synthetic_batch
+from .overhead import OverheadReport, engine_overhead
+from .pipeline import PipelineReport, measure_pipeline
+from .race import CurvePoint, RaceRun, race_configs, run_race, summarize, time_to_target, write_race
+from .throughput import ThroughputReport, measure_throughput
+
+__all__ = [
+    "CurvePoint",
+    "OverheadReport",
+    "PipelineReport",
+    "RaceRun",
+    "ThroughputReport",
+    "bench_config",
+    "bench_trainer",
+    "engine_overhead",
+    "engine_step",
+    "matmul_tflops",
+    "measure_pipeline",
+    "measure_throughput",
+    "race_configs",
+    "run_race",
+    "summarize",
+    "synthetic_batch",
+    "time_to_target",
+    "write_race",
+]
