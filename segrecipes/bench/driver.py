@@ -67,12 +67,9 @@ def synthetic_batch(trainer: Trainer, generator: torch.Generator) -> tuple[torch
 
 
 def engine_step(trainer: Trainer, images: torch.Tensor, target: torch.Tensor) -> None:
-    """One optimizer step as ``Trainer.fit`` takes it: ``train_step``, then every method's ``after_step``."""
-    step = trainer.progress_state["step"] + 1
-    trainer.train_step(images, target)
-    for method in trainer.methods:
-        method.after_step(trainer.model, step)
-    trainer.progress_state["step"] = step
+    """One optimizer step as ``Trainer.fit`` takes it, counted in the trainer's progress."""
+    trainer.step(images, target)
+    trainer.progress_state["step"] += 1
 
 
 def synchronize(device: torch.device) -> None:

@@ -150,7 +150,7 @@ class Trainer:
         if not self.cfg.data.skip_bad:
             report.raise_if_errors()
             return
-        bad = report.bad_indices("train")
+        bad = set(report.bad_indices("train"))
         if bad:
             keep = [index for index in range(len(self.data.train_raw)) if index not in bad]
             self.data.train = AugmentedDataset(Subset(self.data.train_raw, keep), self.data.train.transform)
@@ -264,6 +264,14 @@ class Trainer:
                 torch.cuda.empty_cache()
                 warnings.warn(f"out of GPU memory: device microbatch lowered to {self.microbatch}", stacklevel=2)
 
+    def step(self, images: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """One optimizer step as :meth:`fit` takes it: :meth:`train_step`, then every method's
+        ``after_step``. The caller advances ``progress_state``."""
+        loss, stepped = self.train_step(images, target)
+        for method in self.methods:
+            method.after_step(self.model, self.progress_state["step"] + 1)
+        return loss, stepped
+
     # ----------------------------------------------------------------- the loop
     def eval_model(self) -> nn.Module:
         model = self.model
@@ -307,7 +315,7 @@ class Trainer:
             self.sampler.set_epoch(state["epoch"])
             self.sampler.set_start_batch(state["batch_in_epoch"])
             for images, target in self.loader:
-                loss, stepped = self.train_step(images, target)
+                loss, stepped = self.step(images, target)
                 bad_steps = 0 if stepped else bad_steps + 1
                 if bad_steps >= cfg.max_bad_steps:
                     bar.close()
@@ -315,8 +323,6 @@ class Trainer:
                         f"{bad_steps} consecutive steps with non-finite loss or gradients (last loss {float(loss)}); "
                         f"stopped without saving. Lower optimizer.lr or use precision fp32/bf16."
                     )
-                for method in self.methods:
-                    method.after_step(self.model, state["step"] + 1)
                 now = time.perf_counter()
                 state["step"] += 1
                 state["batch_in_epoch"] += 1
