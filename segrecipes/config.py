@@ -8,56 +8,40 @@ every validation problem into a one-line :class:`ConfigError` that names the key
 from __future__ import annotations
 
 import difflib
-import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    ValidationError,
+    field_validator,
+)
+
+from segrecipes.duration import Duration
+from segrecipes.errors import ConfigError
+
+__all__ = ["ConfigError", "Duration", "RunConfig", "build_config", "load_config"]
 
 RECIPE_DIR = Path(__file__).parent / "recipes"
-
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ep|ba|s|sec|min|m|h)\s*$")
-
-
-class ConfigError(ValueError):
-    """A configuration problem, with a message fit for one line on the console."""
+_NO_INTERVAL = (None, "", "none", 0, "0")
 
 
-class Duration(BaseModel):
-    """A length of training: epochs (``128ep``), batches (``1000ba``) or wall-clock (``39min``)."""
-
-    model_config = ConfigDict(frozen=True)
-    value: float
-    unit: Literal["ep", "ba", "s"]
-
-    @classmethod
-    def parse(cls, text: str | int | float | Duration) -> Duration:
-        if isinstance(text, Duration):
-            return text
-        match = _DURATION_RE.match(str(text))
-        if not match:
-            raise ValueError(f"invalid duration {text!r}: use e.g. '128ep', '1000ba', '39min', '2h', '90s'")
-        value, unit = float(match.group(1)), match.group(2)
-        if unit in ("min", "m"):
-            value, unit = value * 60, "s"
-        elif unit == "h":
-            value, unit = value * 3600, "s"
-        elif unit == "sec":
-            unit = "s"
-        if value <= 0:
-            raise ValueError(f"invalid duration {text!r}: must be positive")
-        if unit == "ba" and value != int(value):
-            raise ValueError(f"invalid duration {text!r}: batches must be a whole number")
-        return cls(value=value, unit=unit)
-
-    def __str__(self) -> str:
-        number = int(self.value) if self.value == int(self.value) else self.value
-        return f"{number}{self.unit}"
+def _optional_duration(value: Any) -> Duration | None:
+    return None if value in _NO_INTERVAL else Duration.parse(value)
 
 
-def _duration_field(value: Any) -> Duration:
-    return Duration.parse(value)
+def _optional_str(value: Duration | None) -> str | None:
+    return None if value is None else str(value)
+
+
+# Durations are written as text ('128ep') in YAML, checkpoints and dumps, and parsed on the way in.
+DurationField = Annotated[Duration, PlainValidator(Duration.parse), PlainSerializer(str)]
+IntervalField = Annotated[Duration | None, PlainValidator(_optional_duration), PlainSerializer(_optional_str)]
 
 
 class Section(BaseModel):
@@ -88,6 +72,7 @@ class DataConfig(Section):
     synthetic_train_size: int = Field(256, gt=0)
     synthetic_val_size: int = Field(64, gt=0)
     synthetic_image_size: int = Field(96, ge=16)
+    synthetic_num_classes: int = Field(6, ge=2, le=255)  # 150 mimics ADE20k's class count in benchmarks
     synthetic_seed: int = 0
 
     @field_validator("scale_range")
@@ -129,17 +114,13 @@ class OptimizerConfig(Section):
 
 class ScheduleConfig(Section):
     name: Literal["cosine", "poly", "constant"] = "cosine"
-    warmup: Duration | None = None
+    warmup: IntervalField = None
     power: float = Field(0.9, gt=0)
     final_lr_ratio: float = Field(0.0, ge=0, le=1)
 
-    _parse_warmup = field_validator("warmup", mode="before")(
-        lambda value: None if value in (None, "", 0, "0") else _duration_field(value)
-    )
-
 
 class TrainConfig(Section):
-    duration: Duration = Duration(value=128, unit="ep")
+    duration: DurationField = Duration(128, "ep")
     global_batch_size: int = Field(128, gt=0)
     device_microbatch_size: int | Literal["auto"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
@@ -147,18 +128,13 @@ class TrainConfig(Section):
     compile: bool = False
     sync_bn: bool = False
     seed: int = 42
-    eval_interval: Duration | None = Duration(value=1, unit="ep")
+    eval_interval: IntervalField = Duration(1, "ep")
     log_interval: int = Field(10, gt=0)
-    checkpoint_interval: Duration | None = Duration(value=1, unit="ep")
+    checkpoint_interval: IntervalField = Duration(1, "ep")
     keep_last: int = Field(2, ge=1)
     eval_at_start: bool = False
     max_bad_steps: int = Field(20, ge=1)  # consecutive non-finite steps before the run stops
     progress: Literal["auto", "rich", "plain", "none"] = "auto"
-
-    _parse_duration = field_validator("duration", mode="before")(_duration_field)
-    _parse_intervals = field_validator("eval_interval", "checkpoint_interval", mode="before")(
-        lambda value: None if value in (None, "", "none", 0) else _duration_field(value)
-    )
 
     @field_validator("device_microbatch_size")
     @classmethod
@@ -169,16 +145,11 @@ class TrainConfig(Section):
 
 
 class LossConfig(Section):
-    """Weighted cross-entropy + Dice; the reference uses 0.375 / 1.125 (SPEC §2)."""
+    """A named loss (``ce``, or the reference ``dice_ce``); a weight set here replaces the name's."""
 
-    ce_weight: float = Field(1.0, ge=0)
-    dice_weight: float = Field(0.0, ge=0)
-
-    @model_validator(mode="after")
-    def _some_loss(self) -> LossConfig:
-        if self.ce_weight == 0 and self.dice_weight == 0:
-            raise ValueError("loss: ce_weight and dice_weight cannot both be 0")
-        return self
+    name: Literal["ce", "dice_ce"] = "ce"
+    ce_weight: float | None = Field(None, ge=0)
+    dice_weight: float | None = Field(None, ge=0)
 
 
 class EMAConfig(Section):
@@ -221,8 +192,10 @@ class EvalConfig(Section):
     batch_size: int = Field(8, gt=0)
 
 
-# hook order: MixUp mixes the batch before channels_last converts it; EMA and SAM are independent
-METHOD_SECTIONS = ("mixup", "channels_last", "ema", "sam")
+# the sections that switch a training method on (the order the hooks run in is the methods' own)
+METHOD_SECTIONS = ("ema", "channels_last", "mixup", "sam")
+# --methods names that are not methods but settings: kept because the first release accepted them
+METHOD_ALIASES = {"dice": {"loss": {"name": "dice_ce"}}}
 
 
 class RunConfig(Section):
@@ -252,10 +225,8 @@ class RunConfig(Section):
 
 
 def _plain(value: Any) -> Any:
-    """Turn a dump into YAML-friendly builtins (durations as '128ep', tuples as lists)."""
+    """Turn a dump into YAML-friendly builtins (tuples as lists)."""
     if isinstance(value, dict):
-        if set(value) == {"value", "unit"}:
-            return str(Duration(**value))
         return {key: _plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value]
@@ -372,15 +343,13 @@ def load_config(
         data = merge_dicts(data, _read_yaml(Path(config_file)))
         source = str(config_file)
         build_config(data, source)
+    known = [*METHOD_SECTIONS, *METHOD_ALIASES]
     for method in methods:
-        if method not in METHOD_SECTIONS and method != "dice":
-            close = difflib.get_close_matches(method, [*METHOD_SECTIONS, "dice"], n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f" (available: {', '.join(METHOD_SECTIONS)}, dice)"
+        if method not in known:
+            close = difflib.get_close_matches(method, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (available: {', '.join(known)})"
             raise ConfigError(f"--methods: unknown method {method!r}{hint}")
-        if method == "dice":
-            data = merge_dicts(data, {"loss": {"ce_weight": 0.375, "dice_weight": 1.125}})
-        else:
-            data = merge_dicts(data, {method: {"enabled": True}})
+        data = merge_dicts(data, METHOD_ALIASES.get(method, {method: {"enabled": True}}))
     for override in overrides:
         data = merge_dicts(data, parse_override(override))
         build_config(data, f"--set {override}")

@@ -1,7 +1,10 @@
-"""Shared test fixtures: real data paths (skipped with a reason when absent) and CPU threads."""
+"""Shared test fixtures: real data paths (skipped with a reason when absent), a private data-check
+cache, and CPU threads. Shared helpers live in the ``helpers`` package beside this file."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,8 @@ import torch
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 torch.set_num_threads(2)
+# the data-check cache of the whole test session lives in a folder of its own, not in ~/.cache
+os.environ["SEGRECIPES_CACHE_DIR"] = tempfile.mkdtemp(prefix="segrecipes-test-cache-")
 
 
 def _shared(name: str) -> Path:

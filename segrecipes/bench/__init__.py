@@ -4,14 +4,17 @@ method overheads, and races of recipes to a target mIoU (``segrecipes bench``)."
 from __future__ import annotations
 
 from .ceiling import matmul_tflops
-from .driver import bench_config, bench_trainer, engine_step, synthetic_batch
+from .driver import bench_config, bench_trainer, synthetic_batch
+from .methods import VARIANTS, MethodCost, measure_method_costs
 from .overhead import OverheadReport, engine_overhead
 from .pipeline import PipelineReport, measure_pipeline
 from .race import CurvePoint, RaceRun, race_configs, run_race, summarize, time_to_target, write_race
 from .throughput import ThroughputReport, measure_throughput
 
 __all__ = [
+    "VARIANTS",
     "CurvePoint",
+    "MethodCost",
     "OverheadReport",
     "PipelineReport",
     "RaceRun",
@@ -19,8 +22,8 @@ __all__ = [
     "bench_config",
     "bench_trainer",
     "engine_overhead",
-    "engine_step",
     "matmul_tflops",
+    "measure_method_costs",
     "measure_pipeline",
     "measure_throughput",
     "race_configs",

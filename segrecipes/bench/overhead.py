@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 
-from segrecipes.bench.driver import engine_step
 from segrecipes.bench.interleave import interleaved_seconds, median_ratio
 from segrecipes.config import ConfigError
 from segrecipes.data.normalize import normalize
@@ -58,16 +57,16 @@ def bare_step(trainer: Trainer, images: torch.Tensor, target: torch.Tensor) -> N
 def engine_overhead(
     trainer: Trainer, images: torch.Tensor, target: torch.Tensor, rounds: int = 4, steps_per_round: int = 5
 ) -> OverheadReport:
-    """Compare ``engine_step`` with :func:`bare_step` on uint8 ``images`` and index ``target`` on the device."""
+    """Compare ``trainer.step`` with :func:`bare_step` on uint8 ``images`` and index ``target`` on the device."""
     extra = [method.name for method in trainer.methods if method.name != LAYOUT_METHOD]
     if extra:
         raise ConfigError(f"engine overhead: compare without training methods (enabled: {', '.join(extra)})")
     bare_images = normalize(images)
     for method in trainer.methods:  # channels_last only: the same input layout as the engine's
-        bare_images, _ = method.transform_batch(bare_images, target)
+        bare_images, _ = method.transform_batch(trainer.context(), bare_images, target)
 
     def engine() -> None:
-        engine_step(trainer, images, target)
+        trainer.step(images, target)
 
     def bare() -> None:
         bare_step(trainer, bare_images, target)

@@ -14,7 +14,8 @@ from typing import Any
 from segrecipes.config import ConfigError, DataConfig
 from segrecipes.data.loader import build_train_loader
 from segrecipes.data.sampler import TrainSampler
-from segrecipes.data.spec import build_datasets
+from segrecipes.data.augmented import AugmentedDataset
+from segrecipes.data.spec import build_raw_dataset, train_transform
 
 
 @dataclass
@@ -39,7 +40,7 @@ def measure_pipeline(
     if batch_size < 1 or batches < 1 or not workers or min(workers) < 0:
         raise ConfigError(f"bench data: need batch >= 1, batches >= 1 and worker counts >= 0 "
                           f"(got batch {batch_size}, batches {batches}, workers {workers})")
-    dataset = build_datasets(cfg, splits=("train",)).train
+    dataset = AugmentedDataset(build_raw_dataset(cfg, "train"), train_transform(cfg))
     sampler = TrainSampler(len(dataset), batch_size, seed=seed)
     timed = min(batches, sampler.batches_per_epoch - 1)
     if timed < 1:

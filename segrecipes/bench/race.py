@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from segrecipes.config import ConfigError, Duration, RunConfig, load_config
-from segrecipes.engine.trainer import Trainer
+from segrecipes.run import build_trainer
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -85,9 +85,7 @@ class RecipeSummary:
 def read_curve(run_dir: Path) -> list[CurvePoint]:
     """The evaluation rows of a run's metrics.jsonl, in the order they were logged."""
     rows = [json.loads(line) for line in (run_dir / METRICS_FILE).read_text().splitlines() if line.strip()]
-    return [
-        CurvePoint(row["step"], row["samples"], row["elapsed_s"], row["val_miou"]) for row in rows if "val_miou" in row
-    ]
+    return [CurvePoint(row["step"], row["samples"], row["elapsed_s"], row["miou"]) for row in rows if "miou" in row]
 
 
 def time_to_target(curve: Sequence[CurvePoint], target: float) -> CurvePoint | None:
@@ -102,7 +100,7 @@ def scale_duration(duration: Duration, scale: float) -> Duration:
     value = duration.value * scale
     if duration.unit == "ba":
         value = max(1, round(value))
-    return Duration(value=value, unit=duration.unit)
+    return Duration(value, duration.unit)
 
 
 def shared_eval_interval(durations: Sequence[Duration], evals: int) -> Duration:
@@ -113,13 +111,13 @@ def shared_eval_interval(durations: Sequence[Duration], evals: int) -> Duration:
     if len(units) > 1:
         raise ConfigError(f"bench race: the recipes' durations mix units {units}; give --eval-every")
     shortest = min(duration.value for duration in durations) / evals
-    return Duration(value=max(1, round(shortest)) if units[0] == "ba" else shortest, unit=units[0])
+    return Duration(max(1, round(shortest)) if units[0] == "ba" else shortest, units[0])
 
 
 def _parse_interval(text: str) -> Duration:
     try:
         return Duration.parse(text)
-    except ValueError as error:
+    except ConfigError as error:
         raise ConfigError(f"--eval-every: {error}") from None
 
 
@@ -155,11 +153,11 @@ def run_race(plan: Sequence[tuple[str, int, RunConfig]], out_dir: Path, target: 
         run_dir = out_dir / "runs" / f"{recipe}-seed{seed}"
         if run_dir.exists() and any(run_dir.iterdir()):
             raise ConfigError(f"--out {out_dir}: {run_dir} already holds a run; choose a new --out folder")
-        summary = Trainer(config, run_dir).fit()
+        summary = build_trainer(config, run_dir).fit()
         curve = read_curve(run_dir)
         runs.append(RaceRun(
             recipe=recipe, seed=seed, run_dir=str(run_dir), curve=curve, final_miou=summary["miou"],
-            images_per_s=summary["train_images_per_s"], wall_time_s=summary["wall_time_s"],
+            images_per_s=summary["train_images_per_s"], wall_time_s=summary["elapsed_s"],
             reached=time_to_target(curve, target),
         ))
     return runs
@@ -214,7 +212,33 @@ def write_race(out_dir: Path, runs: Sequence[RaceRun], target: float, settings: 
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    from segrecipes.bench.plot import plot_race  # imported here: matplotlib is slow to import for every command
-
     plot_race(runs, target, paths["plot"])
     return paths
+
+
+def plot_race(runs: Sequence[RaceRun], target: float, path: Path) -> None:
+    """Validation mIoU against wall time: every run a line (seeds of a recipe share its colour and one
+    legend entry), the first evaluation at the target starred, the target a dashed line."""
+    import matplotlib  # imported here: matplotlib is slow to import for every command
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global figure state
+
+    figure = Figure(figsize=(7, 4.5))
+    axes = figure.subplots()
+    colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    recipes = list(dict.fromkeys(run.recipe for run in runs))
+    labelled: set[str] = set()
+    for run in runs:
+        colour = colours[recipes.index(run.recipe) % len(colours)]
+        label = None if run.recipe in labelled else run.recipe
+        labelled.add(run.recipe)
+        times = [point.elapsed_s / 60 for point in run.curve]
+        axes.plot(times, [point.miou for point in run.curve], marker="o", markersize=3, color=colour, label=label)
+        if run.reached is not None:
+            axes.plot(run.reached.elapsed_s / 60, run.reached.miou, marker="*", markersize=12, color=colour)
+    axes.axhline(target, color="gray", linestyle="--", label=f"target {target:g} mIoU")
+    axes.set_xlabel("wall time (min)")
+    axes.set_ylabel("validation mIoU (%)")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)

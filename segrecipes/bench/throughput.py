@@ -17,9 +17,9 @@ from typing import Any
 import torch
 
 from segrecipes.bench.ceiling import matmul_tflops
-from segrecipes.bench.driver import engine_step, synchronize, synthetic_batch
+from segrecipes.bench.driver import synchronize, synthetic_batch
 from segrecipes.bench.phases import PhaseClock, StepProbes
-from segrecipes.config import ConfigError
+from segrecipes.config import ConfigError, RunConfig
 from segrecipes.engine.trainer import Trainer
 from segrecipes.models.flops import forward_flops
 
@@ -39,7 +39,8 @@ class ThroughputReport:
     batch_size: int
     precision: str
     methods: list[str]
-    loss: dict[str, float]
+    loss: str
+    classes: int
     compile: bool
     steps: int
     warmup: int
@@ -78,15 +79,19 @@ def _peak_memory(device: torch.device) -> tuple[float, str]:
     return megabytes, "process peak RSS"
 
 
-def measure_throughput(trainer: Trainer, steps: int, warmup: int, breakdown: bool = True) -> ThroughputReport:
-    """Time ``steps`` engine steps after ``warmup`` untimed ones (compilation, allocator, EMA's first copy)."""
+def measure_throughput(
+    trainer: Trainer, config: RunConfig, steps: int, warmup: int, breakdown: bool = True
+) -> ThroughputReport:
+    """Time ``steps`` steps of ``trainer`` (built from ``config`` by :func:`~segrecipes.bench.driver.bench_config`)
+    after ``warmup`` untimed ones (compilation, allocator, EMA's first copy)."""
     if steps < 1 or warmup < 0:
         raise ConfigError(f"bench throughput: --steps must be >= 1 and --warmup >= 0 (got {steps} and {warmup})")
-    device, cfg = trainer.device, trainer.cfg
+    device, cfg = trainer.device, config
+    size = cfg.data.synthetic_image_size
     generator = torch.Generator().manual_seed(cfg.train.seed)
-    batches = [synthetic_batch(trainer, generator) for _ in range(BATCH_POOL)]
+    batches = [synthetic_batch(trainer, size, generator) for _ in range(BATCH_POOL)]
     for index in range(warmup):
-        engine_step(trainer, *batches[index % BATCH_POOL])
+        trainer.step(*batches[index % BATCH_POOL])
     synchronize(device)
     _reset_peak_memory(device)
 
@@ -98,15 +103,15 @@ def measure_throughput(trainer: Trainer, steps: int, warmup: int, breakdown: boo
                 clock.switch("data")
                 images, target = batches[index % BATCH_POOL]
                 clock.switch("methods")
-                engine_step(trainer, images, target)
+                trainer.step(images, target)
             clock.switch(None)
     else:
         for index in range(steps):
-            engine_step(trainer, *batches[index % BATCH_POOL])
+            trainer.step(*batches[index % BATCH_POOL])
     synchronize(device)
     seconds = time.perf_counter() - start
 
-    batch, size = cfg.train.global_batch_size, cfg.data.synthetic_image_size
+    batch = cfg.train.global_batch_size
     images_per_s = steps * batch / seconds
     forward = forward_flops(trainer.model, size, size)
     train_flops = TRAIN_FLOPS_PER_FORWARD * forward
@@ -117,7 +122,8 @@ def measure_throughput(trainer: Trainer, steps: int, warmup: int, breakdown: boo
         device=device_name(device), model=cfg.model.name, backbone=cfg.model.backbone, image_size=size,
         batch_size=batch, precision=str(trainer.amp_dtype or torch.float32).removeprefix("torch."),
         methods=[method.name for method in trainer.methods],
-        loss={"ce_weight": cfg.loss.ce_weight, "dice_weight": cfg.loss.dice_weight},
+        loss=f"CE {trainer.loss_fn.ce_weight:g} + Dice {trainer.loss_fn.dice_weight:g}",
+        classes=len(trainer.class_names),
         compile=cfg.train.compile, steps=steps, warmup=warmup, step_ms=1000 * seconds / steps,
         images_per_s=images_per_s,
         breakdown_ms={phase: 1000 * value / steps for phase, value in clock.seconds.items()} if breakdown else {},

@@ -13,10 +13,11 @@ from rich.console import Console
 from rich.table import Table
 
 from segrecipes.bench.driver import bench_config, bench_trainer, synthetic_batch
+from segrecipes.bench.methods import measure_method_costs
 from segrecipes.bench.overhead import LAYOUT_METHOD, engine_overhead
 from segrecipes.bench.pipeline import measure_pipeline
 from segrecipes.bench.race import Spread, race_configs, run_race, summarize, write_race
-from segrecipes.bench.throughput import measure_throughput
+from segrecipes.bench.throughput import device_name, measure_throughput
 from segrecipes.config import ConfigError, load_config
 
 bench_app = typer.Typer(help="Measure speed: training throughput, data loading, time to a target mIoU.",
@@ -47,7 +48,9 @@ def throughput_command(
     precision: Annotated[Optional[str], typer.Option(help="auto | fp32 | bf16 | fp16 (a CPU runs fp32)")] = None,
     channels_last: Annotated[bool, typer.Option("--channels-last", help="Enable the channels_last method.")] = False,
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
-    methods: Annotated[Optional[str], typer.Option(help="Comma-separated: ema,channels_last,mixup,sam,dice")] = None,
+    methods: Annotated[Optional[str], typer.Option(help="Comma-separated: ema,channels_last,mixup,sam")] = None,
+    loss: Annotated[Optional[str], typer.Option(help="ce | dice_ce (default: the recipe's)")] = None,
+    classes: Annotated[Optional[int], typer.Option(help="Classes of the synthetic data (150 = ADE20k's).")] = None,
     steps: Annotated[int, typer.Option(help="Timed steps.")] = 20,
     warmup: Annotated[int, typer.Option(help="Untimed steps first (compilation, allocator).")] = 5,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
@@ -62,15 +65,17 @@ def throughput_command(
     overrides += [f"model.backbone={backbone}"] if backbone else []
     overrides += [f"train.precision={precision}"] if precision else []
     overrides += ["train.compile=true"] if compile_ else []
+    overrides += [f"loss.name={loss}"] if loss else []
+    overrides += [f"data.synthetic_num_classes={classes}"] if classes else []
     switches = _names(methods) + ([LAYOUT_METHOD] if channels_last else [])
     config = bench_config(load_config(recipe, None, [*overrides, *(set_ or [])], switches), image_size, batch)
-    with bench_trainer(config) as trainer:
-        report = measure_throughput(trainer, steps, warmup, breakdown)
-        comparable = set(config.enabled_methods()) <= {LAYOUT_METHOD}
-        comparison = None
-        if overhead and comparable:
-            images, target = synthetic_batch(trainer, torch.Generator().manual_seed(config.train.seed + 1))
-            comparison = engine_overhead(trainer, images, target, steps_per_round=max(1, steps // 4))
+    trainer = bench_trainer(config)
+    report = measure_throughput(trainer, config, steps, warmup, breakdown)
+    comparable = set(config.enabled_methods()) <= {LAYOUT_METHOD}
+    comparison = None
+    if overhead and comparable:
+        images, target = synthetic_batch(trainer, image_size, torch.Generator().manual_seed(config.train.seed + 1))
+        comparison = engine_overhead(trainer, images, target, steps_per_round=max(1, steps // 4))
     if json_out:
         print(json.dumps({"throughput": report.to_dict(),
                           "engine_overhead": comparison.to_dict() if comparison else None}, indent=2))
@@ -78,8 +83,8 @@ def throughput_command(
     console = Console()
     console.print(f"[bold]{report.model} {report.backbone}[/] {report.image_size}x{report.image_size}, batch "
                   f"{report.batch_size}, {report.precision}, methods: {', '.join(report.methods) or 'none'}, "
-                  f"loss CE {report.loss['ce_weight']:g} + Dice {report.loss['dice_weight']:g}, "
-                  f"compile {'on' if report.compile else 'off'}, on {report.device}")
+                  f"loss {report.loss}, {report.classes} classes, compile {'on' if report.compile else 'off'}, "
+                  f"on {report.device}")
     console.print(f"train throughput  {report.images_per_s:.2f} images/s  ({report.step_ms:.1f} ms/step, "
                   f"{report.steps} steps after {report.warmup} warm-up)")
     if report.breakdown_ms:
@@ -97,6 +102,46 @@ def throughput_command(
                       f"(target <= {comparison.target}) {verdict}")
     elif overhead:
         console.print("engine overhead   skipped: the bare-loop comparison needs a run without ema, mixup or sam")
+
+
+@bench_app.command("methods")
+def methods_command(
+    classes: Annotated[int, typer.Option(help="Classes of the synthetic data (150 = ADE20k's).")] = 150,
+    backbone: Annotated[str, typer.Option(help="e.g. resnet18, resnet101")] = "resnet18",
+    output_stride: Annotated[int, typer.Option(help="8 (the reference) costs about 3x more than 16.")] = 16,
+    head_channels: Annotated[int, typer.Option(help="Width of the DeepLabv3+ head (512 = the reference).")] = 128,
+    image_size: Annotated[int, typer.Option(help="Square training crop side.")] = 128,
+    batch: Annotated[int, typer.Option(help="Images per optimizer step.")] = 8,
+    rounds: Annotated[int, typer.Option(help="Interleaved rounds; the ratio is the median over them.")] = 5,
+    steps: Annotated[int, typer.Option(help="Steps per block (a multiple of 10).")] = 10,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "cpu",
+    threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (1 on a machine shared with others).")]
+        = None,
+    set_: SetOption = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Each training method's cost as a ratio to a plain cross-entropy step, measured side by side."""
+    if threads:
+        torch.set_num_threads(threads)
+    base = [f"model.backbone={backbone}", f"model.output_stride={output_stride}", f"model.head_channels={head_channels}",
+            f"data.synthetic_num_classes={classes}", f"train.device={device}", *(set_ or [])]
+    started = time.perf_counter()
+    costs, used = measure_method_costs(base, image_size, batch, rounds, steps)
+    setting = {"backbone": backbone, "output_stride": output_stride, "head_channels": head_channels,
+               "image_size": image_size, "batch": batch, "classes": classes, "rounds": rounds, "steps": steps,
+               "device": device_name(used), "torch": torch.__version__, "seconds": time.perf_counter() - started}
+    if json_out:
+        print(json.dumps({"setting": setting, "costs": [cost.to_dict() for cost in costs]}, indent=2))
+        return
+    table = Table("method", "ms/step", "ratio to plain", "range over rounds", "target", "within",
+                  title=f"DeepLabv3+ {backbone} OS{output_stride} head {head_channels}, {batch} x {image_size}x"
+                        f"{image_size}, {classes} classes, {setting['device']}: {rounds} rounds of {steps} steps")
+    for cost in costs:
+        within = "-" if cost.within is None else ("yes" if cost.within else "NO")
+        table.add_row(cost.name, f"{cost.ms_per_step:.0f}", f"{cost.ratio:.3f}x",
+                      f"{cost.ratio_min:.3f}-{cost.ratio_max:.3f}", "-" if cost.target is None else f"<= {cost.target}x",
+                      within)
+    Console().print(table)
 
 
 @bench_app.command("data")

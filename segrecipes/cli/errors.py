@@ -6,7 +6,7 @@ from segrecipes.config import ConfigError
 from segrecipes.data.spec import DataError
 from segrecipes.deploy.errors import DeployError
 from segrecipes.engine.checkpoint import CheckpointError
-from segrecipes.evaluation.inference import InferenceConfigError
+from segrecipes.evaluation.options import InferenceConfigError
 from segrecipes.models.factory import ModelError
 
 USER_ERRORS: tuple[type[Exception], ...] = (

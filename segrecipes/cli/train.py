@@ -11,12 +11,13 @@ from rich.console import Console
 
 from segrecipes.config import ConfigError, RunConfig, build_config, load_config, merge_dicts, parse_override
 from segrecipes.engine.checkpoint import checkpoint_candidates, latest_checkpoint
-from segrecipes.engine.trainer import Trainer
+from segrecipes.run import build_trainer
 
 
-def _overrides(data: str | None, duration: str | None, sets: list[str]) -> list[str]:
+def _overrides(data: str | None, duration: str | None, loss: str | None, sets: list[str]) -> list[str]:
     shortcuts = [f"data.spec={data}"] if data else []
     shortcuts += [f"train.duration={duration}"] if duration else []
+    shortcuts += [f"loss.name={loss}"] if loss else []
     return shortcuts + sets
 
 
@@ -34,7 +35,8 @@ def train_command(
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config file.")] = None,
     data: Annotated[Optional[str], typer.Option(help="ade20k:PATH | camvid:PATH | folder:PATH | synthetic")] = None,
     duration: Annotated[Optional[str], typer.Option(help="128ep, 1000ba, 39min, 2h ...")] = None,
-    methods: Annotated[Optional[str], typer.Option(help="Comma-separated methods to enable: ema,channels_last,mixup,sam,dice")] = None,
+    methods: Annotated[Optional[str], typer.Option(help="Comma-separated methods to enable: ema,channels_last,mixup,sam")] = None,
+    loss: Annotated[Optional[str], typer.Option(help="ce | dice_ce (0.375 CE + 1.125 Dice, the recipes' loss)")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="section.key=value override (repeatable).")] = None,
     run_dir: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/<recipe>-<time>).")] = None,
     resume: Annotated[Optional[str], typer.Option(
@@ -42,7 +44,7 @@ def train_command(
 ) -> None:
     """Train a segmentation model; prints the final validation mIoU."""
     console = Console()
-    overrides = _overrides(data, duration, list(set_ or []))
+    overrides = _overrides(data, duration, loss, list(set_ or []))
     automatic = resume == "auto"  # the same command line starts a run or continues it (torchrun restarts)
     if automatic:
         if run_dir is None:
@@ -59,7 +61,7 @@ def train_command(
         folder = run_dir or Path("runs") / f"{cfg.recipe or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"
         if checkpoint_candidates(folder):
             raise ConfigError(f"--run-dir {folder}: already holds checkpoints; use --resume {folder} or another folder")
-    trainer = Trainer(cfg, folder, resume_state=state)
+    trainer = build_trainer(cfg, folder, resume=state)
     if trainer.dist.is_main:
         console.print(f"run folder: {folder}  ({', '.join(cfg.enabled_methods()) or 'no methods'}; "
                       f"{cfg.model.name} {cfg.model.backbone}; data {cfg.data.spec})")
@@ -67,8 +69,8 @@ def train_command(
     if trainer.dist.is_main:
         start = summary["history"][0] if summary["history"] and summary["history"][0]["step"] == 0 else None
         if start is not None:
-            console.print(f"untrained model: val mIoU {start['val_miou']:.2f}")
+            console.print(f"untrained model: val mIoU {start['miou']:.2f}")
         console.print(
             f"final val mIoU {summary['miou']:.2f}  pixel acc {summary['pixel_acc']:.2f}  "
-            f"({summary['steps']} steps, {summary['wall_time_s']:.0f} s, {summary['train_images_per_s']:.1f} img/s)"
+            f"({summary['step']} steps, {summary['elapsed_s']:.0f} s, {summary['train_images_per_s']:.1f} img/s)"
         )

@@ -6,27 +6,30 @@ from .ade20k import ADE20k
 from .augmented import AugmentedDataset
 from .camvid import CamVid
 from .errors import DataError
+from .files import SegmentationFiles, SplitLayout
 from .folder import SegmentationFolder
 from .loader import build_train_loader
-from .sampler import TrainSampler, eval_indices
-from .spec import DataBundle, build_datasets, build_raw_dataset, parse_data_spec
+from .normalize import normalize
+from .sampler import TrainSampler
+from .spec import build_raw_dataset, parse_data_spec, split_layout, train_transform
 from .synthetic import SyntheticShapes
-from .transforms import EvalTransform, TrainTransform
+from .transforms import TrainTransform
 
 __all__ = [
     "ADE20k",
     "AugmentedDataset",
     "CamVid",
-    "DataBundle",
     "DataError",
-    "EvalTransform",
+    "SegmentationFiles",
     "SegmentationFolder",
+    "SplitLayout",
     "SyntheticShapes",
     "TrainSampler",
     "TrainTransform",
-    "build_datasets",
     "build_raw_dataset",
     "build_train_loader",
-    "eval_indices",
+    "normalize",
     "parse_data_spec",
+    "split_layout",
+    "train_transform",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
-from .transforms import EvalTransform, TrainTransform
+from .transforms import TrainTransform
 
 
 class AugmentedDataset(Dataset):
@@ -13,7 +13,9 @@ class AugmentedDataset(Dataset):
     ``sample_seed`` (what :class:`~segrecipes.data.sampler.TrainSampler` yields), so a sample looks
     the same whatever the number of workers and after a resume. ``ds[index]`` uses ``index`` as the seed."""
 
-    def __init__(self, raw: Dataset, transform: TrainTransform | EvalTransform) -> None:
+    seeded = True  # the training loader hands it (index, sample_seed) keys
+
+    def __init__(self, raw: Dataset, transform: TrainTransform) -> None:
         self.raw = raw
         self.transform = transform
 
@@ -23,6 +25,4 @@ class AugmentedDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         index, sample_seed = key if isinstance(key, tuple) else (key, key)
         image, mask = self.raw[index]
-        if self.transform.random:
-            return self.transform(image, mask, torch.Generator().manual_seed(sample_seed))
-        return self.transform(image, mask)
+        return self.transform(image, mask, torch.Generator().manual_seed(sample_seed))

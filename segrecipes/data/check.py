@@ -1,15 +1,25 @@
 """Find every problem in a dataset before a long run trips over the first one, each with its file.
 
-Two levels. :func:`cheap_checks` lists the folders and reads file headers only (pairs, empty
-splits, sizes, mask formats, EXIF orientation, colour modes): cheap enough for the trainer to run
-up front. :func:`check_dataset` also decodes every file once, with the decoder the loader uses, which
-finds truncated or corrupt files and mask values that are neither a class nor ignored.
+Three levels, from the same per-pair checks:
+
+* :func:`cheap_checks` lists the folders and reads file headers only (pairs, empty splits, sizes,
+  mask formats, EXIF orientation, colour modes);
+* :func:`training_checks`, what a run does before its first step: the headers, plus every mask
+  decoded once for values that are neither a class nor ignored. The result is cached under a
+  fingerprint of the files (names, sizes, modification times) and of the label mapping, so the next
+  run on unchanged data starts at once;
+* :func:`check_dataset` (``segrecipes data check``) also decodes every image, which finds truncated or
+  corrupt files.
+
+Pairing, decoding and label mapping are the datasets' own functions (:mod:`segrecipes.data.files`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-import re
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,13 +29,14 @@ from typing import Any, Literal
 
 import torch
 from PIL import Image
-from torchvision.io import ImageReadMode, decode_image
 
 from ..config import DataConfig
-from . import ade20k, camvid, folder
 from .errors import DataError
-from .files import IMAGE_SUFFIXES, MASK_SUFFIXES, label_table, require_dir
-from .spec import SPLITS, parse_data_spec
+from .files import SplitLayout, bad_label_message, bad_label_values, pair_files, read_image, read_raw_mask
+from .spec import SPLITS, split_layout
+
+CACHE_ENV = "SEGRECIPES_CACHE_DIR"
+_CACHE_VERSION = 1
 
 Severity = Literal["error", "note"]
 EXIF_ORIENTATION = 0x0112
@@ -36,7 +47,6 @@ INDEX_MASK_MODES = frozenset({"L", "P"}) | SIXTEEN_BIT_MODES
 _MASK_MODE_PROBLEMS = {
     "1": "1-bit PNG: the loader reads 1 as 255 (ignore); save it as an 8-bit grayscale PNG",
 }
-_CPP_LOCATION = re.compile(r"^.*\.cpp:\d+,\s*")
 # add(path, kind, message, severity="error"): how the per-pair checks record an issue
 _Add = Callable[..., None]
 
@@ -113,15 +123,32 @@ def cheap_checks(
     spec_or_cfg: str | DataConfig, splits: Sequence[str] = SPLITS, workers: int | None = None
 ) -> Report:
     """Pairs, empty splits, mask formats, sizes, EXIF and colour modes from file headers only."""
-    return _check(_data_config(spec_or_cfg), splits, decode=False, workers=workers)
+    return _check(_data_config(spec_or_cfg), splits, _Level(), workers)
+
+
+def training_checks(
+    spec_or_cfg: str | DataConfig, splits: Sequence[str] = SPLITS, workers: int | None = None,
+    cache_dir: Path | None = None,
+) -> Report:
+    """:func:`cheap_checks` plus the values of every mask, cached per split under ``cache_dir``
+    (default: :func:`cache_folder`) by a fingerprint of the files and the label mapping."""
+    level = _Level(masks=True)
+    return _check(_data_config(spec_or_cfg), splits, level, workers, cache_dir or cache_folder())
 
 
 def check_dataset(
     spec_or_cfg: str | DataConfig, splits: Sequence[str] = SPLITS, workers: int | None = None
 ) -> Report:
-    """Everything :func:`cheap_checks` does, plus one decode of every file: corrupt or truncated
-    files and label values outside the classes and the ignore value."""
-    return _check(_data_config(spec_or_cfg), splits, decode=True, workers=workers)
+    """Everything :func:`training_checks` does (never from the cache), plus one decode of every image:
+    corrupt or truncated files."""
+    return _check(_data_config(spec_or_cfg), splits, _Level(masks=True, images=True), workers)
+
+
+def cache_folder() -> Path:
+    """``$SEGRECIPES_CACHE_DIR``, else ``$XDG_CACHE_HOME/segrecipes``, else ``~/.cache/segrecipes``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "segrecipes"
 
 
 def _data_config(spec_or_cfg: str | DataConfig) -> DataConfig:
@@ -129,34 +156,11 @@ def _data_config(spec_or_cfg: str | DataConfig) -> DataConfig:
 
 
 @dataclass(frozen=True)
-class _Layout:
-    """Where each split's files are and how raw mask values map to classes (see the dataset classes)."""
+class _Level:
+    """What is decoded besides the headers."""
 
-    folders: dict[str, tuple[Path, Path]]
-    table: torch.Tensor
-    num_classes: int
-
-
-def _layout(cfg: DataConfig, splits: Sequence[str]) -> _Layout | None:
-    """The folders and label table the ADE20k, CamVid and folder datasets use; rebuilt here because
-    their constructors stop at the first unpaired file, where a check must go on and list them all."""
-    kind, root = parse_data_spec(cfg.spec)
-    if root is None:  # synthetic data has no files
-        return None
-    root = require_dir(root)
-    if kind == "ade20k":
-        base = ade20k._dataset_folder(root)
-        names = ade20k._SPLIT_FOLDERS
-        folders = {s: (base / "images" / names[s], base / "annotations" / names[s]) for s in splits}
-        return _Layout(folders, label_table(len(ade20k.CLASS_NAMES), (0,), shift=1), len(ade20k.CLASS_NAMES))
-    if kind == "camvid":
-        folders = {s: (root / s, root / f"{s}annot") for s in splits}
-        table = label_table(len(camvid.CLASS_NAMES), (camvid.VOID_LABEL,))
-        return _Layout(folders, table, len(camvid.CLASS_NAMES))
-    names = folder._class_names(root, cfg.num_classes)
-    ignored = (cfg.ignore_value, 0) if cfg.reduce_zero_label else (cfg.ignore_value,)
-    folders = {s: (root / "images" / s, root / "masks" / s) for s in splits}
-    return _Layout(folders, label_table(len(names), ignored, shift=int(cfg.reduce_zero_label)), len(names))
+    masks: bool = False
+    images: bool = False
 
 
 @dataclass(frozen=True)
@@ -167,57 +171,70 @@ class _Pair:
     mask: Path
 
 
-def _check(cfg: DataConfig, splits: Sequence[str], decode: bool, workers: int | None) -> Report:
+def _check(
+    cfg: DataConfig, splits: Sequence[str], level: _Level, workers: int | None, cache_dir: Path | None = None
+) -> Report:
     unknown = [split for split in splits if split not in SPLITS]
     if unknown or not splits:
         raise DataError(f"splits {list(splits)}: use a non-empty subset of {list(SPLITS)}")
-    report = Report(cfg.spec, decoded=decode)
-    layout = _layout(cfg, splits)
-    if layout is None:
-        return report
-    pairs: list[_Pair] = []
-    for split, (image_dir, mask_dir) in layout.folders.items():
-        found = _pair_files(split, image_dir, mask_dir, report.issues)
+    report = Report(cfg.spec, decoded=level.masks)
+    for split in splits:
+        layout = split_layout(cfg, split)
+        if layout is None:  # synthetic data has no files
+            return report
+        found, problems = pair_files(layout.image_dir, layout.mask_dir)
         report.pairs[split] = len(found)
-        pairs += [_Pair(split, index, image, mask) for index, (image, mask) in enumerate(found)]
-    checker = _PairChecker(layout.table, layout.num_classes, decode)
-    with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
-        for issues in pool.map(checker, pairs):
-            report.issues += issues
+        pairs = [_Pair(split, index, image, mask) for index, (image, mask) in enumerate(found)]
+        cache = cache_dir / "data-checks" / f"{_fingerprint(layout, pairs, level)}.json" if cache_dir else None
+        issues = _read_cache(cache)
+        if issues is None:
+            issues = [_issue(problem, split) for problem in problems] + _check_pairs(pairs, layout, level, workers)
+            _write_cache(cache, issues)
+        report.issues += issues
     return report
 
 
-def _pair_files(split: str, image_dir: Path, mask_dir: Path, issues: list[Issue]) -> list[tuple[Path, Path]]:
-    """Pairs by stem in the order the dataset uses; records empty splits and unpaired files."""
-    images = _files_by_stem(image_dir, IMAGE_SUFFIXES, split, issues)
-    if not images:
-        issues.append(Issue(str(image_dir), "empty-split", f"no images in split {split!r}", split=split))
-        return []
-    if not mask_dir.is_dir():
-        message = f"mask folder not found (needed for the {len(images)} images in {image_dir})"
-        issues.append(Issue(str(mask_dir), "missing-mask", message, split=split))
-        return []
-    masks = _files_by_stem(mask_dir, MASK_SUFFIXES, split, issues)
-    for stem in sorted(images.keys() - masks.keys()):
-        issues.append(Issue(str(images[stem]), "missing-mask", f"no mask {stem}.png in {mask_dir}", split=split))
-    for stem in sorted(masks.keys() - images.keys()):
-        issues.append(Issue(str(masks[stem]), "missing-image", f"no image named {stem}.* in {image_dir}", split=split))
-    return [(images[stem], masks[stem]) for stem in sorted(images.keys() & masks.keys())]
+def _issue(problem: Any, split: str) -> Issue:
+    return Issue(problem.path, problem.kind, problem.message, split=split)
 
 
-def _files_by_stem(folder_path: Path, suffixes: Sequence[str], split: str, issues: list[Issue]) -> dict[str, Path]:
-    if not folder_path.is_dir():
-        return {}
-    files: dict[str, Path] = {}
-    for path in sorted(folder_path.iterdir()):
-        if path.suffix.lower() not in suffixes:
-            continue
-        if path.stem in files:
-            message = f"same name as {files[path.stem].name}; keep one file per stem"
-            issues.append(Issue(str(path), "duplicate-name", message, split=split))
-            continue
-        files[path.stem] = path
-    return files
+def _check_pairs(pairs: list[_Pair], layout: SplitLayout, level: _Level, workers: int | None) -> list[Issue]:
+    checker = _PairChecker(layout, level)
+    with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
+        return [issue for issues in pool.map(checker, pairs) for issue in issues]
+
+
+def _fingerprint(layout: SplitLayout, pairs: list[_Pair], level: _Level) -> str:
+    """Changes whenever a file is added, removed, rewritten or renamed, or the label mapping changes."""
+    digest = hashlib.sha256(f"v{_CACHE_VERSION} {level} {layout.image_dir} {layout.mask_dir}".encode())
+    digest.update(layout.table.numpy().tobytes())
+    for pair in pairs:
+        for path in (pair.image, pair.mask):
+            stat = path.stat()
+            digest.update(f"{path.name} {stat.st_size} {stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:32]
+
+
+def _read_cache(path: Path | None) -> list[Issue] | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        return [Issue(**item) for item in json.loads(path.read_text())["issues"]]
+    except (OSError, ValueError, KeyError, TypeError):  # unreadable or from another version: check again
+        return None
+
+
+def _write_cache(path: Path | None, issues: list[Issue]) -> None:
+    """Atomically; a cache folder that cannot be written costs the next run a re-check, nothing more."""
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"issues": [asdict(issue) for issue in issues]}))
+        os.replace(tmp, path)
+    except OSError as error:
+        warnings.warn(f"data check cache not written ({path.parent}: {error.strerror})", stacklevel=3)
 
 
 @dataclass(frozen=True)
@@ -237,10 +254,9 @@ def _read_header(path: Path) -> _Header:
 class _PairChecker:
     """All checks of one image/mask pair; called from worker threads, so it only reads."""
 
-    def __init__(self, table: torch.Tensor, num_classes: int, decode: bool) -> None:
-        self.table = table
-        self.num_classes = num_classes
-        self.decode = decode
+    def __init__(self, layout: SplitLayout, level: _Level) -> None:
+        self.layout = layout
+        self.level = level
 
     def __call__(self, pair: _Pair) -> list[Issue]:
         issues: list[Issue] = []
@@ -256,14 +272,15 @@ class _PairChecker:
         if image is not None and mask is not None and image.size != mask.size:
             add(pair.mask, "size-mismatch", f"mask is {mask.size[0]}x{mask.size[1]} but its image "
                 f"{pair.image.name} is {image.size[0]}x{image.size[1]}")
-        if self.decode and image is not None:
-            pixels = _decode(pair.image, ImageReadMode.RGB, add)
+        if self.level.images and image is not None:
+            pixels = _decoded(read_image, pair.image, add)
             if pixels is not None and pixels.dtype != torch.uint8 and image.mode not in SIXTEEN_BIT_MODES:
                 add(pair.image, "16-bit-image", "16-bit image; the loader expects 8 bits per channel")
-        if self.decode and index_mask:
-            raw = _decode(pair.mask, ImageReadMode.UNCHANGED, add)
-            if raw is not None:
-                self._mask_values(pair.mask, raw, add)
+        if self.level.masks and index_mask:
+            raw = _decoded(read_raw_mask, pair.mask, add)
+            bad = bad_label_values(raw, self.layout.table) if raw is not None else []
+            if bad:
+                add(pair.mask, "bad-label", bad_label_message(bad, self.layout.num_classes))
         return issues
 
     @staticmethod
@@ -298,19 +315,11 @@ class _PairChecker:
             return False
         return True
 
-    def _mask_values(self, path: Path, raw: torch.Tensor, add: _Add) -> None:
-        values = raw[0].long()
-        invalid = self.table[values] < 0
-        if invalid.any():
-            shown = values[invalid].unique()[:8].tolist()
-            add(path, "bad-label", f"mask values {shown} are neither classes 0..{self.num_classes - 1} nor ignored "
-                "(check data.num_classes, data.ignore_value and data.reduce_zero_label)")
 
-
-def _decode(path: Path, mode: ImageReadMode, add: _Add) -> torch.Tensor | None:
+def _decoded(read: Callable[[Path], torch.Tensor], path: Path, add: _Add) -> torch.Tensor | None:
+    """``read(path)``, or None after recording why the file cannot be decoded."""
     try:
-        return decode_image(str(path), mode=mode)
-    except RuntimeError as error:
-        reason = _CPP_LOCATION.sub("", str(error).strip().splitlines()[0])
-        add(path, "corrupt", f"cannot decode ({reason})")
+        return read(path)
+    except DataError as error:
+        add(path, "corrupt", str(error).removeprefix(f"{path}: "))
         return None

@@ -1,12 +1,15 @@
-"""Datasets stored as image/mask file pairs: pairing, decoding and raw-label mapping in one place.
+"""Datasets stored as image/mask file pairs: layout, pairing, decoding and raw-label mapping, once.
 
-ADE20k, CamVid and a user's folder differ only in where the files are and in how raw mask values
-map to class indices; everything else (pairing by stem, decoding, checks) lives here.
+ADE20k, CamVid and a user's folder differ only in their :class:`SplitLayout` (where the files are and
+how raw mask values map to classes). The dataset and ``segrecipes data check`` both pair, decode and
+map labels with the functions here; the dataset stops at the first problem, the check lists them all.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -20,6 +23,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 MASK_SUFFIXES = (".png",)
 # Masks are 8- or 16-bit PNGs: a table over every 16-bit value maps any raw value in one gather.
 _RAW_VALUES = 1 << 16
+_SHOWN_VALUES = 8
+_CPP_LOCATION = re.compile(r"^.*\.cpp:\d+,\s*")  # torchvision prefixes its messages with a source location
 
 
 def require_dir(path: Path) -> Path:
@@ -28,31 +33,69 @@ def require_dir(path: Path) -> Path:
     return path
 
 
-def find_pairs(image_dir: Path, mask_dir: Path) -> list[tuple[Path, Path]]:
-    """(image, mask) paths paired by file stem, sorted; a missing image folder means an empty split."""
-    if not image_dir.is_dir():
-        return []
-    images = _files_by_stem(image_dir, IMAGE_SUFFIXES)
+@dataclass(frozen=True, eq=False)
+class SplitLayout:
+    """One split of a file dataset: its image and mask folders, its classes, and ``table`` mapping every
+    raw mask value to a class index, to 255 (ignored) or to -1 (not allowed; see :func:`label_table`)."""
+
+    image_dir: Path
+    mask_dir: Path
+    class_names: tuple[str, ...]
+    table: torch.Tensor = field(repr=False)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A file or folder that is not as a dataset needs it. ``blocks_loading``: the dataset cannot be
+    built (an image without its mask, two files of one stem); the others only matter to a check."""
+
+    path: str
+    kind: str
+    message: str
+    blocks_loading: bool = True
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+def pair_files(image_dir: Path, mask_dir: Path) -> tuple[list[tuple[Path, Path]], list[Problem]]:
+    """(image, mask) paths paired by file stem, sorted, and every problem met on the way.
+
+    A missing or empty image folder is an empty split; masks without an image are reported but harmless.
+    """
+    problems: list[Problem] = []
+    images = _files_by_stem(image_dir, IMAGE_SUFFIXES, problems)
     if not images:
-        return []
+        problems.append(Problem(str(image_dir), "empty-split", "no images in this split", blocks_loading=False))
+        return [], problems
     if not mask_dir.is_dir():
-        raise DataError(f"{mask_dir}: mask folder not found (needed for the {len(images)} images in {image_dir})")
-    masks = _files_by_stem(mask_dir, MASK_SUFFIXES)
-    unpaired = sorted(images.keys() - masks.keys())
-    if unpaired:
-        raise DataError(
-            f"{images[unpaired[0]]}: no mask {unpaired[0]}.png in {mask_dir} ({len(unpaired)} images have no mask)"
-        )
-    return [(images[stem], masks[stem]) for stem in sorted(images)]
+        message = f"mask folder not found (needed for the {len(images)} images in {image_dir})"
+        problems.append(Problem(str(mask_dir), "missing-mask", message))
+        return [], problems
+    masks = _files_by_stem(mask_dir, MASK_SUFFIXES, problems)
+    for stem in sorted(images.keys() - masks.keys()):
+        problems.append(Problem(str(images[stem]), "missing-mask", f"no mask {stem}.png in {mask_dir}"))
+    for stem in sorted(masks.keys() - images.keys()):
+        problems.append(Problem(str(masks[stem]), "missing-image", f"no image named {stem}.* in {image_dir}",
+                                blocks_loading=False))
+    return [(images[stem], masks[stem]) for stem in sorted(images.keys() & masks.keys())], problems
 
 
-def _files_by_stem(folder: Path, suffixes: Sequence[str]) -> dict[str, Path]:
+def _files_by_stem(folder: Path, suffixes: Sequence[str], problems: list[Problem]) -> dict[str, Path]:
     files: dict[str, Path] = {}
+    if not folder.is_dir():
+        return files
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() not in suffixes:
             continue
         if path.stem in files:
-            raise DataError(f"{path}: same name as {files[path.stem].name}; keep one file per stem")
+            problems.append(Problem(str(path), "duplicate-name", f"same name as {files[path.stem].name}; keep one "
+                                    "file per stem"))
+            continue
         files[path.stem] = path
     return files
 
@@ -69,17 +112,53 @@ def label_table(num_classes: int, ignore_values: Iterable[int] = (), shift: int 
     return table
 
 
+def decode(path: Path, mode: ImageReadMode) -> torch.Tensor:
+    """The pixels of ``path`` as torchvision decodes them; a file it cannot decode is a DataError naming it."""
+    try:
+        return decode_image(str(path), mode=mode)
+    except RuntimeError as error:
+        reason = _CPP_LOCATION.sub("", str(error).strip().splitlines()[0])
+        raise DataError(f"{path}: cannot decode ({reason})") from None
+
+
+def read_image(path: Path) -> torch.Tensor:
+    """uint8 RGB (3, H, W); grey, palette and RGBA images are converted."""
+    return decode(path, ImageReadMode.RGB)
+
+
+def read_raw_mask(path: Path) -> torch.Tensor:
+    """The stored values (H, W) of a single-channel 8- or 16-bit mask, as int64."""
+    raw = decode(path, ImageReadMode.UNCHANGED)
+    if raw.shape[0] != 1:
+        raise DataError(f"{path}: mask has {raw.shape[0]} channels; expected a single-channel PNG of class indices")
+    return raw[0].long()
+
+
+def bad_label_values(raw: torch.Tensor, table: torch.Tensor) -> list[int]:
+    """Up to 8 distinct raw values of ``raw`` that ``table`` maps to no class and not to ignore."""
+    return raw[table[raw] < 0].unique()[:_SHOWN_VALUES].tolist()
+
+
+def bad_label_message(values: list[int], num_classes: int) -> str:
+    return (f"mask values {values} are neither classes 0..{num_classes - 1} nor ignored "
+            "(check data.num_classes, data.ignore_value and data.reduce_zero_label)")
+
+
 class SegmentationFiles(Dataset):
     """``ds[i] -> (image, mask)``: uint8 RGB (3, H, W) at the original size and int64 (H, W) class
-    indices with 255 = ignore, decoded from the file pairs of ``image_dir`` / ``mask_dir``."""
+    indices with 255 = ignore, decoded from the file pairs of ``layout``."""
 
     ignore_index = IGNORE_INDEX
 
-    def __init__(self, image_dir: Path, mask_dir: Path, class_names: Sequence[str], table: torch.Tensor) -> None:
-        self.image_dir = image_dir
-        self.pairs = find_pairs(image_dir, mask_dir)
-        self.class_names = list(class_names)
-        self.table = table
+    def __init__(self, layout: SplitLayout) -> None:
+        self.layout = layout
+        self.image_dir = layout.image_dir
+        self.class_names = list(layout.class_names)
+        self.pairs, problems = pair_files(layout.image_dir, layout.mask_dir)
+        blocking = [problem for problem in problems if problem.blocks_loading]
+        if blocking:
+            more = f" ({len(blocking) - 1} more such problems)" if len(blocking) > 1 else ""
+            raise DataError(f"{blocking[0]}{more}")
 
     @property
     def num_classes(self) -> int:
@@ -96,31 +175,12 @@ class SegmentationFiles(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image_path, mask_path = self.pairs[index]
-        image = _decode(image_path, ImageReadMode.RGB)
-        raw = _decode(mask_path, ImageReadMode.UNCHANGED)
-        if raw.shape[0] != 1:
-            raise DataError(
-                f"{mask_path}: mask has {raw.shape[0]} channels; expected a single-channel PNG of class indices"
-            )
-        if raw.shape[1:] != image.shape[1:]:
-            raise DataError(
-                f"{mask_path}: mask is {raw.shape[2]}x{raw.shape[1]} but its image {image_path.name} is "
-                f"{image.shape[2]}x{image.shape[1]}"
-            )
-        raw = raw[0].long()
-        mask = self.table[raw]
-        invalid = mask < 0
-        if invalid.any():
-            values = raw[invalid].unique()[:8].tolist()
-            raise DataError(
-                f"{mask_path}: mask values {values} are neither classes 0..{self.num_classes - 1} nor ignored "
-                "(check data.num_classes, data.ignore_value and data.reduce_zero_label)"
-            )
-        return image, mask
-
-
-def _decode(path: Path, mode: ImageReadMode) -> torch.Tensor:
-    try:
-        return decode_image(str(path), mode=mode)
-    except RuntimeError as error:
-        raise DataError(f"{path}: cannot decode ({str(error).splitlines()[0]})") from None
+        image = read_image(image_path)
+        raw = read_raw_mask(mask_path)
+        if raw.shape != image.shape[1:]:
+            raise DataError(f"{mask_path}: mask is {raw.shape[1]}x{raw.shape[0]} but its image {image_path.name} is "
+                            f"{image.shape[2]}x{image.shape[1]}")
+        bad = bad_label_values(raw, self.layout.table)
+        if bad:
+            raise DataError(f"{mask_path}: {bad_label_message(bad, self.num_classes)}")
+        return image, self.layout.table[raw]

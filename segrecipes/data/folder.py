@@ -6,18 +6,30 @@ from pathlib import Path
 from typing import Literal
 
 from .errors import DataError
-from .files import SegmentationFiles, label_table, require_dir
+from .files import SegmentationFiles, SplitLayout, label_table, require_dir
 
 CLASSES_FILE = "classes.txt"
 
 
-class SegmentationFolder(SegmentationFiles):
+def split_layout(
+    root: str | Path, split: str, num_classes: int | None = None, ignore_value: int = 255,
+    reduce_zero_label: bool = False,
+) -> SplitLayout:
     """Masks hold raw class indices (8- or 16-bit PNG).
 
     Class names come from ``classes.txt`` in ``root`` (one per line), else ``num_classes`` names them
     ``class_0``... The raw value ``ignore_value`` is not evaluated; ``reduce_zero_label`` also ignores
     raw 0 and shifts v -> v - 1 (the mmseg convention for datasets where 0 means "unlabelled").
     """
+    root = require_dir(Path(root))
+    class_names = read_class_names(root, num_classes)
+    ignore_values = (ignore_value, 0) if reduce_zero_label else (ignore_value,)
+    table = label_table(len(class_names), ignore_values, shift=int(reduce_zero_label))
+    return SplitLayout(root / "images" / split, root / "masks" / split, tuple(class_names), table)
+
+
+class SegmentationFolder(SegmentationFiles):
+    """One split of a folder dataset (see :func:`split_layout`)."""
 
     def __init__(
         self,
@@ -27,14 +39,11 @@ class SegmentationFolder(SegmentationFiles):
         ignore_value: int = 255,
         reduce_zero_label: bool = False,
     ) -> None:
-        root = require_dir(Path(root))
-        class_names = _class_names(root, num_classes)
-        ignore_values = (ignore_value, 0) if reduce_zero_label else (ignore_value,)
-        table = label_table(len(class_names), ignore_values, shift=int(reduce_zero_label))
-        super().__init__(root / "images" / split, root / "masks" / split, class_names, table)
+        super().__init__(split_layout(root, split, num_classes, ignore_value, reduce_zero_label))
 
 
-def _class_names(root: Path, num_classes: int | None) -> list[str]:
+def read_class_names(root: Path, num_classes: int | None) -> list[str]:
+    """The names in ``root/classes.txt``, or ``class_0``.. ``class_{n-1}`` without the file."""
     path = root / CLASSES_FILE
     if not path.exists():
         if num_classes is None:

@@ -8,6 +8,19 @@ from torch.utils.data import DataLoader, Dataset
 from .sampler import TrainSampler
 
 
+class _IndexOnly(Dataset):
+    """A dataset that takes plain indices behind the sampler's ``(index, sample_seed)`` keys."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> object:
+        return self.dataset[key[0]]
+
+
 def build_train_loader(
     dataset: Dataset,
     sampler: TrainSampler,
@@ -16,16 +29,19 @@ def build_train_loader(
     pin_memory: bool = False,
     persistent_workers: bool = False,
 ) -> DataLoader:
-    """Batches of ``[uint8 images (B, 3, H, W), int64 masks (B, H, W)]`` in the sampler's order.
+    """Batches of ``dataset`` in the sampler's order; ``batch_size`` must divide the sampler's
+    per-rank batch so no loader batch spans two global batches.
 
-    ``batch_size`` must divide the sampler's per-rank batch so no loader batch spans two global batches.
+    A dataset with ``seeded = True`` (:class:`~segrecipes.data.augmented.AugmentedDataset`) gets the
+    sampler's ``(index, sample_seed)`` keys, so its augmentation is reproducible; any other dataset
+    (a user's own) gets the index.
     """
     if batch_size <= 0 or sampler.batch_size_per_rank % batch_size:
         raise ValueError(
             f"batch_size {batch_size} must divide the sampler's batch_size_per_rank {sampler.batch_size_per_rank}"
         )
     return DataLoader(
-        dataset,
+        dataset if getattr(dataset, "seeded", False) else _IndexOnly(dataset),
         batch_size=batch_size,
         sampler=sampler,
         num_workers=num_workers,

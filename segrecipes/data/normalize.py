@@ -1,4 +1,4 @@
-"""ImageNet normalization, done on the training device so workers ship compact uint8 tensors."""
+"""ImageNet normalization, done on the device so DataLoader workers ship compact uint8 tensors."""
 
 from __future__ import annotations
 
@@ -11,7 +11,13 @@ MEAN_PIXEL = tuple(round(255 * m) for m in IMAGENET_MEAN)
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (or 0-255 float) images (..., 3, H, W) -> float32 normalized with ImageNet statistics."""
+    """uint8 images (..., 3, H, W) -> float32 normalized with ImageNet statistics.
+
+    Floating-point images are taken to be normalized already (a user's own dataset may do it) and
+    are returned as they are: the dtype says which it is.
+    """
+    if images.is_floating_point():
+        return images
     mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(3, 1, 1) * 255
     std = torch.tensor(IMAGENET_STD, device=images.device).view(3, 1, 1) * 255
     return (images.float() - mean) / std

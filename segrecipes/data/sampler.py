@@ -69,8 +69,3 @@ class TrainSampler(Sampler[tuple[int, int]]):
 
     def __len__(self) -> int:
         return (self.batches_per_epoch - self.start_batch) * self.batch_size_per_rank
-
-
-def eval_indices(n: int, rank: int, world_size: int) -> list[int]:
-    """This rank's share of an evaluation set: every index exactly once across ranks, no padding."""
-    return list(range(rank, n, world_size))

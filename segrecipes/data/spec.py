@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import DataConfig
-from .ade20k import ADE20k
-from .augmented import AugmentedDataset
-from .camvid import CamVid
+from . import ade20k, camvid, folder
 from .errors import DataError
-from .files import IGNORE_INDEX, SegmentationFiles
-from .folder import SegmentationFolder
+from .files import SegmentationFiles, SplitLayout
 from .synthetic import SyntheticShapes
-from .transforms import EvalTransform, TrainTransform
+from .transforms import TrainTransform
 
-__all__ = ["KINDS", "DataBundle", "RawDataset", "DataError", "build_datasets", "build_raw_dataset", "parse_data_spec"]
+__all__ = ["KINDS", "SPLITS", "RawDataset", "build_raw_dataset", "parse_data_spec", "split_layout", "train_transform"]
 
 KINDS = ("ade20k", "camvid", "folder", "synthetic")
 RawDataset = SegmentationFiles | SyntheticShapes
@@ -45,61 +40,37 @@ def parse_data_spec(text: str) -> tuple[str, Path | None]:
     return kind, Path(path).expanduser()
 
 
+def split_layout(cfg: DataConfig, split: str) -> SplitLayout | None:
+    """Where ``split``'s files are and how their labels map to classes; None for synthetic data."""
+    kind, path = parse_data_spec(cfg.spec)
+    if path is None:
+        return None
+    if kind == "ade20k":
+        return ade20k.split_layout(path, split)
+    if kind == "camvid":
+        return camvid.split_layout(path, split)
+    return folder.split_layout(path, split, cfg.num_classes, cfg.ignore_value, cfg.reduce_zero_label)
+
+
 def build_raw_dataset(cfg: DataConfig, split: str) -> RawDataset:
     """The raw dataset (original sizes, no augmentation) of one split; raises when it is empty."""
-    kind, path = parse_data_spec(cfg.spec)
+    if split not in SPLITS:
+        raise DataError(f"split {split!r}: use one of {', '.join(SPLITS)}")
+    layout = split_layout(cfg, split)
     raw: RawDataset
-    if path is None:
+    if layout is None:
         size = cfg.synthetic_train_size if split == "train" else cfg.synthetic_val_size
-        raw = SyntheticShapes(size, cfg.synthetic_image_size, split, cfg.synthetic_seed)
-    elif kind == "ade20k":
-        raw = ADE20k(path, split)
-    elif kind == "camvid":
-        raw = CamVid(path, split)
+        raw = SyntheticShapes(size, cfg.synthetic_image_size, split, cfg.synthetic_seed, cfg.synthetic_num_classes)
     else:
-        raw = SegmentationFolder(path, split, cfg.num_classes, cfg.ignore_value, cfg.reduce_zero_label)
+        raw = SegmentationFiles(layout)
     if len(raw) == 0:  # only file datasets can be empty
         raise DataError(f"data spec {cfg.spec!r}: no images found in split {split!r} (looked in {raw.image_dir})")
     if cfg.num_classes is not None and cfg.num_classes != raw.num_classes:
-        raise DataError(f"data.num_classes is {cfg.num_classes} but {kind} has {raw.num_classes} classes")
+        raise DataError(f"data.num_classes is {cfg.num_classes} but {cfg.spec} has {raw.num_classes} classes")
     return raw
 
 
-@dataclass
-class DataBundle:
-    """What the trainer and evaluator need; a split that was not requested is None."""
-
-    train: AugmentedDataset | None
-    val: AugmentedDataset | None
-    train_raw: RawDataset | None
-    val_raw: RawDataset | None
-    num_classes: int
-    class_names: list[str]
-    ignore_index: int = IGNORE_INDEX
-
-
-def build_datasets(cfg: DataConfig, splits: Sequence[str] = SPLITS) -> DataBundle:
-    """Train (reference augmentation) and val (reference resize) datasets; pass ``splits=("val",)``
-    when only evaluating, e.g. on data that has no training split."""
-    unknown = [split for split in splits if split not in SPLITS]
-    if unknown or not splits:
-        raise ValueError(f"splits must be a non-empty subset of {SPLITS}, got {tuple(splits)}")
-    train_raw = build_raw_dataset(cfg, "train") if "train" in splits else None
-    val_raw = build_raw_dataset(cfg, "val") if "val" in splits else None
-    train = None
-    if train_raw is not None:
-        transform = TrainTransform(
-            cfg.crop_size, cfg.scale_range, cfg.cat_max_ratio, cfg.crop_retries, cfg.flip_prob, cfg.photometric
-        )
-        train = AugmentedDataset(train_raw, transform)
-    val = AugmentedDataset(val_raw, EvalTransform(cfg.eval_size)) if val_raw is not None else None
-    reference = train_raw if train_raw is not None else val_raw
-    return DataBundle(
-        train=train,
-        val=val,
-        train_raw=train_raw,
-        val_raw=val_raw,
-        num_classes=reference.num_classes,
-        class_names=list(reference.class_names),
-        ignore_index=reference.ignore_index,
-    )
+def train_transform(cfg: DataConfig) -> TrainTransform:
+    """The reference training augmentation with the config's crop, scales and switches."""
+    return TrainTransform(cfg.crop_size, cfg.scale_range, cfg.cat_max_ratio, cfg.crop_retries, cfg.flip_prob,
+                          cfg.photometric)

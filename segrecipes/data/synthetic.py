@@ -3,6 +3,10 @@
 Every colour is random, so colour alone gives nothing away: a model has to learn shape (disc,
 rectangle, triangle) and texture (stripes, checkerboard). Sample ``i`` of a split is drawn from a
 generator seeded with ``(seed, split, i)``, so it is the same in every worker, run and machine.
+
+With more than the 6 natural classes (``num_classes=150`` mimics ADE20k's class count for
+benchmarks), class ``c`` is drawn as kind ``(c - 1) % 5`` in a colour of its own, so the extra
+classes are told apart by colour.
 """
 
 from __future__ import annotations
@@ -16,23 +20,40 @@ from .files import IGNORE_INDEX
 from .seeds import derive_seed
 
 CLASS_NAMES = ("background", "disc", "rectangle", "triangle", "stripes", "checkerboard")
+_KINDS = len(CLASS_NAMES) - 1
 _DISC, _RECTANGLE, _TRIANGLE, _STRIPES, _CHECKERBOARD = range(1, 6)
 # A grainy background and smooth objects: what a real scene looks like, and a local cue to start from.
 _BACKGROUND_NOISE_STD, _OBJECT_NOISE_STD = 20.0, 6.0
 
 
+def class_names(num_classes: int = len(CLASS_NAMES)) -> list[str]:
+    """``background``, the five kinds, then ``disc_2``, ``rectangle_2``... for further classes."""
+    names = ["background"]
+    for label in range(1, num_classes):
+        group = (label - 1) // _KINDS
+        names.append(CLASS_NAMES[(label - 1) % _KINDS + 1] + (f"_{group + 1}" if group else ""))
+    return names
+
+
 class SyntheticShapes(Dataset):
     """``ds[i] -> (image, mask)``: uint8 (3, S, S) and int64 (S, S) with 2-4 objects."""
 
-    class_names = list(CLASS_NAMES)
-    num_classes = len(CLASS_NAMES)
     ignore_index = IGNORE_INDEX
 
-    def __init__(self, size: int, image_size: int = 96, split: str = "train", seed: int = 0) -> None:
+    def __init__(
+        self, size: int, image_size: int = 96, split: str = "train", seed: int = 0, num_classes: int = len(CLASS_NAMES)
+    ) -> None:
+        if not 2 <= num_classes <= IGNORE_INDEX:
+            raise ValueError(f"SyntheticShapes: num_classes must be in 2..{IGNORE_INDEX}, got {num_classes}")
         self.size = size
         self.image_size = image_size
         self.split = split
         self.seed = seed
+        self.class_names = class_names(num_classes)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
 
     def __len__(self) -> int:
         return self.size
@@ -47,7 +68,7 @@ class SyntheticShapes(Dataset):
         if not 0 <= index < self.size:
             raise IndexError(f"{self.image_path(index)}: index out of range (size {self.size})")
         generator = torch.Generator().manual_seed(derive_seed("synthetic", self.seed, self.split, index))
-        return _draw_sample(self.image_size, generator)
+        return _draw_sample(self.image_size, generator, self.num_classes)
 
 
 def _uniform(low: float, high: float, generator: torch.Generator, shape: tuple[int, ...] = ()) -> torch.Tensor:
@@ -59,7 +80,12 @@ def _distinct_colour(base: torch.Tensor, generator: torch.Generator) -> torch.Te
     return (base + _uniform(60, 196, generator, (3,))) % 256
 
 
-def _draw_sample(size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _class_colour(label: int) -> torch.Tensor:
+    """A fixed colour per class, for the classes beyond the natural six."""
+    return torch.rand(3, generator=torch.Generator().manual_seed(derive_seed("colour", label))) * 255
+
+
+def _draw_sample(size: int, generator: torch.Generator, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     coords = (torch.arange(size, dtype=torch.float32) + 0.5) / size
     y, x = torch.meshgrid(coords, coords, indexing="ij")
 
@@ -70,7 +96,8 @@ def _draw_sample(size: int, generator: torch.Generator) -> tuple[torch.Tensor, t
     # One object per cell of a 2 x 2 grid, jittered: objects touch or overlap a little but stay recognizable.
     cells = torch.randperm(4, generator=generator)[: int(torch.randint(2, 5, (), generator=generator))].tolist()
     for cell in cells:
-        label = int(torch.randint(1, len(CLASS_NAMES), (), generator=generator))
+        label = int(torch.randint(1, num_classes, (), generator=generator))
+        kind = (label - 1) % _KINDS + 1
         jitter_x, jitter_y = _uniform(-0.08, 0.08, generator, (2,)).tolist()
         centre_x, centre_y = 0.25 + 0.5 * (cell % 2) + jitter_x, 0.25 + 0.5 * (cell // 2) + jitter_y
         radius = float(_uniform(0.15, 0.23, generator))
@@ -78,8 +105,9 @@ def _draw_sample(size: int, generator: torch.Generator) -> tuple[torch.Tensor, t
         # Coordinates in the object's own rotated frame.
         u = (x - centre_x) * math.cos(angle) + (y - centre_y) * math.sin(angle)
         v = -(x - centre_x) * math.sin(angle) + (y - centre_y) * math.cos(angle)
-        region = _region(label, u, v, radius, generator)
-        fill = _fill(label, u, v, size, background, generator)
+        region = _region(kind, u, v, radius, generator)
+        own_colour = _class_colour(label) if num_classes > len(CLASS_NAMES) else None
+        fill = _fill(kind, u, v, size, background, generator, own_colour)
         image = torch.where(region, fill, image)
         mask[region] = label
 
@@ -106,13 +134,15 @@ def _region(label: int, u: torch.Tensor, v: torch.Tensor, radius: float, generat
 
 
 def _fill(
-    label: int, u: torch.Tensor, v: torch.Tensor, size: int, background: torch.Tensor, generator: torch.Generator
+    label: int, u: torch.Tensor, v: torch.Tensor, size: int, background: torch.Tensor, generator: torch.Generator,
+    own_colour: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The (3, S, S) colours of an object: one colour for shapes, two alternating for textures."""
-    colour = _distinct_colour(background, generator)
+    """The (3, S, S) colours of an object: one colour for shapes, two alternating for textures
+    (random ones, or ``own_colour`` and its complement)."""
+    colour = _distinct_colour(background, generator) if own_colour is None else own_colour
     if label not in (_STRIPES, _CHECKERBOARD):
         return colour.view(3, 1, 1).expand(3, size, size)
-    second = _distinct_colour(colour, generator)
+    second = _distinct_colour(colour, generator) if own_colour is None else 255 - own_colour
     # Coarse stripes and a fine checkerboard differ in structure and in scale.
     low, high = (12, 18) if label == _STRIPES else (6, 8)
     frequency = 2 * math.pi * size / float(_uniform(low, high, generator))  # period in pixels

@@ -1,4 +1,4 @@
-"""Joint image/mask transforms: the reference training pipeline and the reference validation resize.
+"""Joint image/mask transforms: the reference training pipeline.
 
 Images are uint8 (3, H, W), masks int64 (H, W). All randomness comes from an explicit
 ``torch.Generator``, so a sample's augmentation depends on its seed only (not on the worker).
@@ -17,17 +17,19 @@ Box = tuple[int, int, int, int]  # top, left, height, width
 
 
 def resize_pair(image: torch.Tensor, mask: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Image bilinear with antialiasing, mask nearest (labels are never blended)."""
+    """Image bilinear with antialiasing, mask nearest (labels are never blended), both as PIL does them.
+
+    ``NEAREST_EXACT`` samples each output pixel's centre, as PIL's nearest does; torch's legacy
+    ``NEAREST`` floors the coordinate and shifts the mask up to a source pixel against the image.
+    """
     image = F.resize(image, [height, width], interpolation=F.InterpolationMode.BILINEAR, antialias=True)
-    mask = F.resize(mask[None], [height, width], interpolation=F.InterpolationMode.NEAREST)[0]
+    mask = F.resize(mask[None], [height, width], interpolation=F.InterpolationMode.NEAREST_EXACT)[0]
     return image, mask
 
 
 class TrainTransform:
     """The reference pipeline (SPEC §2): random square resize, class-balanced random crop,
     horizontal flip, photometric distortion, then padding to ``crop_size``."""
-
-    random = True
 
     def __init__(
         self,
@@ -101,17 +103,3 @@ class TrainTransform:
         padded_image[:, :height, :width] = image
         padded_mask[:height, :width] = mask
         return padded_image, padded_mask
-
-
-class EvalTransform:
-    """The reference validation protocol: image and mask both resized to ``size`` x ``size``."""
-
-    random = False
-
-    def __init__(self, size: int) -> None:
-        if size <= 0:
-            raise ValueError(f"EvalTransform: size must be positive, got {size}")
-        self.size = size
-
-    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return resize_pair(image, mask, self.size, self.size)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from segrecipes.engine.trained_model import TrainedModel
+from segrecipes.deploy.trained_model import TrainedModel
 
 from .errors import DeployError
 from .loading import load_model

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from segrecipes.engine.trained_model import TrainedModel, load_trained_model
+from segrecipes.deploy.trained_model import TrainedModel, load_trained_model
 
 from .errors import DeployError
 from .onnx_format import load_onnx_model

@@ -15,7 +15,7 @@ from torch import nn
 
 from segrecipes.config import RunConfig, build_config
 from segrecipes.data.normalize import IMAGENET_MEAN, IMAGENET_STD
-from segrecipes.engine.trained_model import TrainedModel
+from segrecipes.deploy.trained_model import TrainedModel
 
 from .errors import DeployError
 

@@ -20,7 +20,7 @@ from types import ModuleType
 import torch
 from torch import nn
 
-from segrecipes.engine.trained_model import TrainedModel
+from segrecipes.deploy.trained_model import TrainedModel
 
 from .errors import DeployError
 from .metadata import model_metadata, read_metadata

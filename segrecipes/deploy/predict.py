@@ -9,39 +9,25 @@ standard`` scores, so a saved label map is the prediction that evaluation counts
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from rich.progress import track
 from torch import nn
-from torchvision.io import ImageReadMode, decode_image, write_png
+from torchvision.io import write_png
 
-from segrecipes.data.files import IMAGE_SUFFIXES
+from segrecipes.data.files import IMAGE_SUFFIXES, read_image
 from segrecipes.data.normalize import normalize
-from segrecipes.engine.trained_model import TrainedModel
+from segrecipes.deploy.trained_model import TrainedModel
 from segrecipes.evaluation.evaluate import standard_size
-from segrecipes.evaluation.inference import DEFAULT_SCALES, InferenceMode, TTAMode, predict_probs
+from segrecipes.evaluation.inference import predict_probs
+from segrecipes.evaluation.options import InferenceOptions
 
 from .errors import DeployError
 from .overlay import render_overlay
 
 OVERLAY_SUFFIX = "_overlay"
 _UINT8_VALUES = 256
-
-
-@dataclass(frozen=True)
-class PredictOptions:
-    """How each image is predicted; see :func:`segrecipes.evaluation.inference.predict_probs`."""
-
-    eval_size: int
-    tta: TTAMode = "none"
-    scales: tuple[float, ...] = DEFAULT_SCALES
-    mode: InferenceMode = "whole"
-    crop_size: int = 512
-    stride: int = 341
-    max_long_side: int = 2048
-    amp_dtype: torch.dtype | None = None
 
 
 def find_images(inputs: Sequence[Path]) -> list[Path]:
@@ -75,33 +61,18 @@ def _check_unique_outputs(images: Sequence[Path], out_dir: Path, overlay: bool) 
             owners[output] = image
 
 
-def read_image(path: Path) -> torch.Tensor:
-    """uint8 RGB (3, H, W); grey and RGBA images are converted."""
-    try:
-        return decode_image(str(path), mode=ImageReadMode.RGB)
-    except (RuntimeError, ValueError) as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise DeployError(f"{path}: cannot read image ({reason})") from None
-
-
 def predict_labels(
-    model: nn.Module, image: torch.Tensor, options: PredictOptions, num_classes: int, device: torch.device
+    model: nn.Module, image: torch.Tensor, options: InferenceOptions, num_classes: int, device: torch.device,
+    amp_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """int64 class indices (H, W) at the original size of the uint8 (3, H, W) ``image``."""
+    """int64 class indices (H, W) at the original size of the uint8 (3, H, W) ``image``, by the
+    standard protocol whatever ``options.protocol`` says (there is no mask to resize)."""
     height, width = image.shape[-2:]
     with torch.inference_mode():
         probs = predict_probs(
-            model,
-            normalize(image[None].to(device)),
-            (height, width),
-            tta=options.tta,
-            scales=options.scales,
-            base_size=standard_size(height, width, options.eval_size, options.max_long_side),
-            mode=options.mode,
-            crop_size=options.crop_size,
-            stride=options.stride,
-            num_classes=num_classes,
-            amp_dtype=options.amp_dtype,
+            model, normalize(image[None].to(device)), (height, width), options,
+            base_size=standard_size(height, width, options.size, options.max_long_side), num_classes=num_classes,
+            amp_dtype=amp_dtype,
         )
     return probs.argmax(dim=1)[0]
 
@@ -110,9 +81,10 @@ def predict_files(
     trained: TrainedModel,
     images: Sequence[Path],
     out_dir: Path,
-    options: PredictOptions,
+    options: InferenceOptions,
     *,
     device: torch.device | str = "cpu",
+    amp_dtype: torch.dtype | None = None,
     ade20k_submission: bool = False,
     overlay: bool = True,
     progress: bool = False,
@@ -128,7 +100,7 @@ def predict_files(
     trained.model.eval()
     for path in track(images, description="predicting", disable=not progress):
         image = read_image(path)
-        labels = predict_labels(trained.model, image, options, trained.num_classes, device).cpu()
+        labels = predict_labels(trained.model, image, options, trained.num_classes, device, amp_dtype).cpu()
         label_path, overlay_path = output_paths(path, out_dir)
         write_png((labels + offset).to(torch.uint8)[None], str(label_path))
         if overlay:

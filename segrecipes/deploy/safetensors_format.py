@@ -9,7 +9,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from segrecipes.engine.trained_model import TrainedModel, rebuild_trained_model
+from segrecipes.deploy.trained_model import TrainedModel, rebuild_trained_model
 
 from .errors import DeployError
 from .metadata import model_metadata, read_metadata

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from segrecipes.engine.trained_model import TrainedModel
+from segrecipes.deploy.trained_model import TrainedModel
 
 from .errors import DeployError
 from .metadata import model_metadata, read_metadata

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -50,7 +51,7 @@ def _fsync_dir(folder: Path) -> None:
 def save_training_checkpoint(state: dict[str, Any], folder: Path, keep_last: int) -> Path:
     """Save ``state`` as ``step-N.pt``, point ``last.pt`` at it (a hard link, swapped atomically) and
     keep only the newest ``keep_last`` step files."""
-    path = folder / f"step-{state['progress']['step']:08d}.pt"
+    path = folder / f"step-{state['clock']['step']:08d}.pt"
     atomic_save(state, path)
     link = folder / f".{LAST}.link-{os.getpid()}"
     link.unlink(missing_ok=True)
@@ -76,6 +77,21 @@ def load_checkpoint(path: Path | str) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a readable segrecipes checkpoint ({type(error).__name__})") from None
     if not isinstance(state, dict) or "config" not in state or "model" not in state:
         raise CheckpointError(f"{path}: not a segrecipes checkpoint (no 'config'/'model' entries)")
+    return _upgrade(state)
+
+
+# names the first release used for the same things
+_OLD_ROW_KEYS = {"val_miou": "miou", "val_pixel_acc": "pixel_acc"}
+
+
+def _upgrade(state: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint of the first release in today's layout: ``progress`` is ``clock``, evaluation rows
+    use the metric names of ``summary.json``."""
+    if "progress" in state and "clock" not in state:
+        state["clock"] = state.pop("progress")
+    if "history" in state:
+        state["history"] = [{_OLD_ROW_KEYS.get(key, key): value for key, value in row.items()}
+                            for row in state["history"]]
     return state
 
 
@@ -108,6 +124,12 @@ def resolve_checkpoint(path: Path | str) -> tuple[Path, dict[str, Any]]:
     if path.is_dir():
         return latest_checkpoint(path)
     return path, load_checkpoint(path)
+
+
+def all_finite(model: nn.Module) -> bool:
+    """Whether every floating parameter and buffer of ``model`` is finite (never save or keep NaN weights)."""
+    tensors = [tensor for tensor in model.state_dict().values() if tensor.is_floating_point()]
+    return bool(torch.stack([torch.isfinite(tensor).all() for tensor in tensors]).all()) if tensors else True
 
 
 def rng_state() -> dict[str, Any]:

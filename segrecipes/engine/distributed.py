@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-from segrecipes.config import ConfigError
+from segrecipes.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -47,12 +48,21 @@ def init_distributed(requested_device: str = "auto") -> DistInfo:
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
 
 
-def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(tensor)
-    return tensor
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+@functools.cache
+def _gloo_group() -> dist.ProcessGroup:
+    return dist.new_group(backend="gloo")
+
+
+def control_group() -> dist.ProcessGroup | None:
+    """A process group for small host-side decisions (stop now?) that must not touch the GPU queue:
+    the default group under gloo, a gloo side group under NCCL."""
+    return None if dist.get_backend() == "gloo" else _gloo_group()
 
 
 def barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
+    if is_distributed():
         dist.barrier()

@@ -12,6 +12,8 @@ from types import FrameType, TracebackType
 import torch
 import torch.distributed as dist
 
+from segrecipes.engine.distributed import control_group, is_distributed
+
 
 class RunInterrupted(Exception):
     """Raised after the checkpoint of an interrupted run is written; the CLI exits 0 on it."""
@@ -47,11 +49,15 @@ class StopSignal:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
-    def requested(self, device: torch.device) -> bool:
-        """Whether any rank got a signal (agreed across ranks so all stop at the same step)."""
+    def requested(self) -> bool:
+        """Whether any rank got a signal, agreed across ranks so all stop at the same step.
+
+        The agreement is a host-side all-reduce of one CPU number (gloo): a network round trip, but
+        no synchronization with the GPU, whose queue keeps running ahead of the host.
+        """
         flag = self.received is not None
-        if dist.is_available() and dist.is_initialized():
-            tensor = torch.tensor(float(flag), device=device)
-            dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        if is_distributed():
+            tensor = torch.tensor(float(flag))
+            dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=control_group())
             flag = bool(tensor.item())
         return flag

@@ -1,4 +1,4 @@
-"""Live progress: a rich bar on a terminal, a plain line every few steps in logs, or nothing."""
+"""Live progress on the console: a rich bar on a terminal, a plain line per logged step in logs, or nothing."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from typing import Literal
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+ProgressMode = Literal["auto", "rich", "plain", "none"]
 
-class TrainProgress:
-    def __init__(self, total: float, unit: str, mode: Literal["auto", "rich", "plain", "none"], enabled: bool) -> None:
+
+class ProgressBar:
+    def __init__(self, total: float, unit: str, mode: ProgressMode, enabled: bool) -> None:
         if mode == "auto":
             mode = "rich" if sys.stdout.isatty() else "plain"
         self.mode = mode if enabled else "none"
@@ -43,3 +45,4 @@ class TrainProgress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
+            self._bar = None

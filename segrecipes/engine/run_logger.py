@@ -8,50 +8,54 @@ import os
 from pathlib import Path
 from typing import Any
 
-from segrecipes.config import RunConfig
+import yaml
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """``value`` with non-finite floats as None, so it is valid JSON."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
+        return {key: json_safe(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(item) for item in value]
+        return [json_safe(item) for item in value]
     return value
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write JSON via a temporary file and rename, so readers never see half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_json_safe(data), indent=2) + "\n")
+    tmp.write_text(json.dumps(json_safe(data), indent=2) + "\n")
     os.replace(tmp, path)
 
 
 class RunLogger:
-    """Appends metric rows to ``metrics.jsonl`` and TensorBoard; does nothing off rank 0."""
+    """Appends rows to ``metrics.jsonl`` and TensorBoard under ``run_dir``; does nothing when disabled
+    (off rank 0, or without a run folder). ``config`` is written to ``config.yaml``."""
 
-    def __init__(self, run_dir: Path, config: RunConfig, enabled: bool = True) -> None:
+    def __init__(self, run_dir: Path | None, config: dict[str, Any] | None = None, enabled: bool = True) -> None:
         self.run_dir = run_dir
-        self.enabled = enabled
+        self.enabled = enabled and run_dir is not None
         self._writer = None
-        if not enabled:
+        if not self.enabled:
             return
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(config.to_yaml())
+        if config is not None:
+            (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         from torch.utils.tensorboard import SummaryWriter  # imported lazily: tensorboard is slow to import
 
         self._writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
-    def log(self, row: dict[str, Any]) -> None:
+    def log(self, row: dict[str, Any], group: str) -> None:
+        """One row; its numbers also go to TensorBoard as ``group/key`` at the row's step."""
         if not self.enabled:
             return
         with open(self.run_dir / "metrics.jsonl", "a") as handle:
-            handle.write(json.dumps(_json_safe(row)) + "\n")
+            handle.write(json.dumps(json_safe(row)) + "\n")
         step = int(row.get("step", 0))
         for key, value in row.items():
             if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
-                self._writer.add_scalar(key, value, step)
+                self._writer.add_scalar(f"{group}/{key}", value, step)
 
     def summary(self, data: dict[str, Any]) -> None:
         if self.enabled:
@@ -60,3 +64,4 @@ class RunLogger:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
+            self._writer = None

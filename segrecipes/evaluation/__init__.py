@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from segrecipes.evaluation.evaluate import EvaluationError, evaluate, standard_size
-from segrecipes.evaluation.inference import DEFAULT_SCALES, InferenceConfigError, infer_logits, predict_probs
+from segrecipes.evaluation.inference import infer_logits, predict_probs
 from segrecipes.evaluation.metrics import ConfusionMatrix, MetricInputError, SegMetrics, format_table
+from segrecipes.evaluation.options import DEFAULT_SCALES, InferenceConfigError, InferenceOptions
 
 __all__ = [
     "DEFAULT_SCALES",
     "ConfusionMatrix",
     "EvaluationError",
     "InferenceConfigError",
+    "InferenceOptions",
     "MetricInputError",
     "SegMetrics",
     "evaluate",

@@ -10,7 +10,8 @@ matrices are summed, so every image counts exactly once and every rank returns t
 from __future__ import annotations
 
 import functools
-from typing import Callable, Iterator, Literal, Protocol, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol
 
 import torch
 import torch.distributed as dist
@@ -20,18 +21,16 @@ from torch.utils.data import DataLoader, Subset
 from torchvision.transforms.v2 import functional as TF
 
 from segrecipes.data.normalize import normalize
-from segrecipes.evaluation.inference import DEFAULT_SCALES, InferenceMode, TTAMode, predict_probs
+from segrecipes.evaluation.inference import predict_probs
 from segrecipes.evaluation.metrics import ConfusionMatrix, SegMetrics
+from segrecipes.evaluation.options import InferenceOptions
 
-EvalProtocol = Literal["reference", "standard"]
 Sample = tuple[torch.Tensor, torch.Tensor]
 ScoredCallback = Callable[[torch.Tensor, torch.Tensor], None]
 
 
 class RawSegmentationDataset(Protocol):
     """``ds[i] -> (uint8 image (3, H, W) RGB, int64 mask (H, W) with 255 = ignore)`` at original size."""
-
-    num_classes: int
 
     def __len__(self) -> int: ...
 
@@ -94,65 +93,54 @@ def _model_device(model: nn.Module) -> torch.device:
 def evaluate(
     model: nn.Module,
     dataset: RawSegmentationDataset,
+    options: InferenceOptions = InferenceOptions(),
     *,
-    protocol: EvalProtocol = "reference",
-    eval_size: int = 512,
-    tta: TTAMode = "none",
-    scales: Sequence[float] = DEFAULT_SCALES,
-    mode: InferenceMode = "whole",
-    crop_size: int = 512,
-    stride: int = 341,
-    batch_size: int = 8,
+    num_classes: int | None = None,
+    class_names: Sequence[str] | None = None,
+    ignore_index: int = 255,
     device: torch.device | str | None = None,
     amp_dtype: torch.dtype | None = None,
     progress: bool = False,
-    max_long_side: int = 2048,
     num_workers: int = 0,
-    ignore_index: int = 255,
     on_scored: ScoredCallback | None = None,
 ) -> SegMetrics:
-    """Dataset-level metrics of ``model`` (unwrapped, not DDP) on ``dataset``.
+    """Dataset-level metrics of ``model`` (unwrapped, not DDP) on ``dataset`` under ``options``.
 
-    ``tta``, ``scales``, ``mode``, ``crop_size``, ``stride`` and ``amp_dtype`` are passed to
-    :func:`predict_probs`. ``on_scored(prediction, mask)`` is called with every image's (H, W)
-    prediction and ground truth exactly as they were scored. The model's train/eval mode is
-    restored afterwards.
+    The classes are ``class_names`` or ``num_classes`` or, by default, the dataset's own
+    (``class_names`` / ``num_classes`` attributes). ``on_scored(prediction, mask)`` is called with every
+    image's (H, W) prediction and ground truth exactly as they were scored. The model's train/eval
+    mode is restored afterwards.
     """
-    if protocol not in ("reference", "standard"):
-        raise EvaluationError(f"unknown eval protocol {protocol!r}: use 'reference' or 'standard'")
-    if eval_size <= 0 or batch_size <= 0 or max_long_side <= 0:
-        raise EvaluationError(
-            f"eval_size, batch_size and max_long_side must be positive, got {eval_size}, {batch_size}, {max_long_side}"
-        )
+    class_names = list(class_names or getattr(dataset, "class_names", None) or [])
+    num_classes = num_classes or len(class_names) or getattr(dataset, "num_classes", None)
+    if not num_classes:
+        raise EvaluationError("evaluate: give num_classes or class_names (the dataset has neither attribute)")
     device = torch.device(device) if device is not None else _model_device(model)
     distributed = dist.is_available() and dist.is_initialized()
     rank, world_size = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     loader = DataLoader(
         Subset(dataset, range(rank, len(dataset), world_size)),
-        batch_size=batch_size,
+        batch_size=options.batch_size,
         num_workers=num_workers,
         collate_fn=_keep_as_list,
         pin_memory=device.type == "cuda",
     )
-    confusion = ConfusionMatrix(dataset.num_classes, ignore_index=ignore_index, device=device)
-    predict = functools.partial(
-        predict_probs, model, tta=tta, scales=scales, mode=mode, crop_size=crop_size, stride=stride,
-        num_classes=dataset.num_classes, amp_dtype=amp_dtype,
-    )
+    confusion = ConfusionMatrix(num_classes, ignore_index=ignore_index, device=device)
+    predict = functools.partial(predict_probs, model, options=options, num_classes=num_classes, amp_dtype=amp_dtype)
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
             for samples in track(loader, description="evaluating", disable=not progress or rank != 0):
-                if protocol == "reference":
-                    batches = _reference_batches(samples, eval_size, device)
+                if options.protocol == "reference":
+                    batches = _reference_batches(samples, options.size, device)
                 else:
                     batches = _same_size_batches(samples, device)
                 for images, masks in batches:
                     height, width = masks.shape[-2:]
                     base_size = (
-                        (height, width) if protocol == "reference"
-                        else standard_size(height, width, eval_size, max_long_side)
+                        (height, width) if options.protocol == "reference"
+                        else standard_size(height, width, options.size, options.max_long_side)
                     )
                     predictions = predict(normalize(images), (height, width), base_size=base_size).argmax(dim=1)
                     confusion.update(predictions, masks)
@@ -162,4 +150,4 @@ def evaluate(
     finally:
         model.train(was_training)
     confusion.all_reduce()
-    return confusion.compute()
+    return confusion.compute(class_names or None)

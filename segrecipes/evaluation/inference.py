@@ -8,19 +8,13 @@ views whose logits are resized to the output size, turned into probabilities the
 from __future__ import annotations
 
 import contextlib
-from typing import Literal, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-InferenceMode = Literal["whole", "slide"]
-TTAMode = Literal["none", "flip", "ms-flip"]
-DEFAULT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
-
-
-class InferenceConfigError(ValueError):
-    """An unknown inference mode, TTA mode or an invalid window / scale setting."""
+from segrecipes.evaluation.options import InferenceConfigError, InferenceMode, InferenceOptions
 
 
 def _forward(model: nn.Module, images: torch.Tensor, num_classes: int | None) -> torch.Tensor:
@@ -39,25 +33,23 @@ def _slide(
     batch, _, height, width = images.shape
     crop_h, crop_w = crop_size
     stride_h, stride_w = stride
-    # An image smaller than the window is padded (bottom/right, with 0 = the mean colour once
-    # normalized) so that every forward sees a full window; the padding is cropped off at the end.
-    padded = F.pad(images, (0, max(crop_w - width, 0), 0, max(crop_h - height, 0)))
-    padded_h, padded_w = padded.shape[-2:]
-    rows = (max(padded_h - crop_h, 0) + stride_h - 1) // stride_h + 1
-    cols = (max(padded_w - crop_w, 0) + stride_w - 1) // stride_w + 1
+    # mmseg's grid: the last window is flush with the border, and a side shorter than the window is
+    # covered by one window of that side's length (no padding, which would change the logits).
+    rows = (max(height - crop_h, 0) + stride_h - 1) // stride_h + 1
+    cols = (max(width - crop_w, 0) + stride_w - 1) // stride_w + 1
     logit_sum: torch.Tensor | None = None  # allocated once the first window tells the class count
-    count = images.new_zeros(1, 1, padded_h, padded_w, dtype=torch.float32)
+    count = images.new_zeros(1, 1, height, width, dtype=torch.float32)
     for row in range(rows):
         for col in range(cols):
-            bottom = min(row * stride_h + crop_h, padded_h)
-            right = min(col * stride_w + crop_w, padded_w)
-            top, left = bottom - crop_h, right - crop_w
-            logits = _forward(model, padded[:, :, top:bottom, left:right], num_classes)
+            bottom = min(row * stride_h + crop_h, height)
+            right = min(col * stride_w + crop_w, width)
+            top, left = max(bottom - crop_h, 0), max(right - crop_w, 0)
+            logits = _forward(model, images[:, :, top:bottom, left:right], num_classes)
             if logit_sum is None:
-                logit_sum = logits.new_zeros(batch, logits.shape[1], padded_h, padded_w)
+                logit_sum = logits.new_zeros(batch, logits.shape[1], height, width)
             logit_sum[:, :, top:bottom, left:right] += logits
             count[:, :, top:bottom, left:right] += 1
-    return (logit_sum / count)[:, :, :height, :width]
+    return logit_sum / count
 
 
 def infer_logits(
@@ -96,31 +88,24 @@ def predict_probs(
     model: nn.Module,
     images: torch.Tensor,
     out_size: tuple[int, int],
+    options: InferenceOptions = InferenceOptions(),
     *,
-    tta: TTAMode = "none",
-    scales: Sequence[float] = DEFAULT_SCALES,
     base_size: tuple[int, int] | None = None,
-    mode: InferenceMode = "whole",
-    crop_size: int | tuple[int, int] = 512,
-    stride: int | tuple[int, int] = 341,
     num_classes: int | None = None,
     amp_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Class probabilities (B, C, *out_size) averaged over the test-time views of ``images``.
 
     Each view resizes ``images`` (bilinear) to ``scale * base_size`` (``base_size`` defaults to the
-    input size): one view at scale 1 for ``none``, plus its mirror for ``flip``, every scale in
-    ``scales`` with its mirror for ``ms-flip``. A view's logits are resized to ``out_size`` and
-    soft-maxed there, so views of different scales are averaged on the same grid. Only the
-    running sum and one view are held in memory.
+    input size): one view at scale 1 for ``options.tta`` ``none``, plus its mirror for ``flip``, every
+    scale of ``options.scales`` with its mirror for ``ms-flip``; each view runs whole or in sliding
+    windows (``options.mode``). A view's logits are resized to ``out_size`` and soft-maxed there, so
+    views of different scales are averaged on the same grid. Only the running sum and one view are
+    held in memory.
     """
-    if tta not in ("none", "flip", "ms-flip"):
-        raise InferenceConfigError(f"unknown tta {tta!r}: use 'none', 'flip' or 'ms-flip'")
-    view_scales = tuple(scales) if tta == "ms-flip" else (1.0,)
-    if not view_scales or min(view_scales) <= 0:
-        raise InferenceConfigError(f"tta scales must be positive, got {list(view_scales)}")
+    view_scales = tuple(options.scales) if options.tta == "ms-flip" else (1.0,)
     base_h, base_w = base_size if base_size is not None else images.shape[-2:]
-    flips = (False, True) if tta != "none" else (False,)
+    flips = (False, True) if options.tta != "none" else (False,)
     autocast = (
         torch.autocast(images.device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
     )
@@ -135,9 +120,9 @@ def predict_probs(
                 logits = infer_logits(
                     model,
                     view.flip(-1) if flip else view,
-                    mode=mode,
-                    crop_size=crop_size,
-                    stride=stride,
+                    mode=options.mode,
+                    crop_size=options.crop_size,
+                    stride=options.stride,
                     num_classes=num_classes,
                 )
             if flip:

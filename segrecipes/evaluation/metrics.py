@@ -8,8 +8,9 @@ C x C count matrix that never grows, however many pixels are added.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -18,6 +19,10 @@ from rich.table import Table
 
 class MetricInputError(ValueError):
     """Predictions or targets that cannot be scored (wrong shape, class index out of range)."""
+
+
+SUMMARY_METRICS = ("miou", "pixel_acc", "mean_acc", "mean_dice", "ade_score")
+PER_CLASS_METRICS = ("iou", "acc", "dice")
 
 
 @dataclass(frozen=True)
@@ -32,16 +37,24 @@ class SegMetrics:
     iou: list[float]
     acc: list[float]
     dice: list[float]
+    class_names: tuple[str, ...]
+
+    def summary(self) -> dict[str, float | None]:
+        """The dataset-level numbers, under the names every output uses (NaN becomes None)."""
+        return {key: _json_safe(getattr(self, key)) for key in SUMMARY_METRICS}
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe copy: NaN (undefined) becomes None."""
-        return {key: _json_safe(value) for key, value in asdict(self).items()}
+        """The dataset-level numbers and, per metric, ``{class name: value}``: the one layout that
+        ``eval --json``, ``summary.json`` and ``best.pt`` share (NaN becomes None)."""
+        per_class = {
+            key: {name: _json_safe(value) for name, value in zip(self.class_names, getattr(self, key))}
+            for key in PER_CLASS_METRICS
+        }
+        return {**self.summary(), **per_class}
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_json_safe(item) for item in value]
-    return None if isinstance(value, float) and math.isnan(value) else value
+def _json_safe(value: float) -> float | None:
+    return None if math.isnan(value) else value
 
 
 class ConfusionMatrix:
@@ -93,7 +106,11 @@ class ConfusionMatrix:
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(self.matrix, op=dist.ReduceOp.SUM)
 
-    def compute(self) -> SegMetrics:
+    def compute(self, class_names: Sequence[str] | None = None) -> SegMetrics:
+        """The metrics of everything added; classes are named ``class_names`` (default ``class_<i>``)."""
+        names = tuple(class_names) if class_names is not None else tuple(f"class_{i}" for i in range(self.num_classes))
+        if len(names) != self.num_classes:
+            raise MetricInputError(f"{len(names)} class names for {self.num_classes} classes")
         matrix = self.matrix.double().cpu()
         true_positive = matrix.diagonal()
         in_target = matrix.sum(dim=1)
@@ -115,19 +132,18 @@ class ConfusionMatrix:
             iou=iou.tolist(),
             acc=acc.tolist(),
             dice=dice.tolist(),
+            class_names=names,
         )
 
 
-def format_table(metrics: SegMetrics, class_names: Sequence[str]) -> Table:
+def format_table(metrics: SegMetrics) -> Table:
     """Per-class IoU / accuracy / Dice, then the dataset-level summary as the last row."""
-    if len(class_names) != len(metrics.iou):
-        raise MetricInputError(f"{len(class_names)} class names for {len(metrics.iou)} classes")
     summary = f"pixel acc {_cell(metrics.pixel_acc)}  mIoU {_cell(metrics.miou)}  ADE score {_cell(metrics.ade_score)}"
     table = Table(title="Segmentation metrics (%)", caption=summary)
     table.add_column("class")
     for header in ("IoU", "Acc", "Dice"):
         table.add_column(header, justify="right")
-    for name, iou, acc, dice in zip(class_names, metrics.iou, metrics.acc, metrics.dice):
+    for name, iou, acc, dice in zip(metrics.class_names, metrics.iou, metrics.acc, metrics.dice):
         table.add_row(name, _cell(iou), _cell(acc), _cell(dice))
     table.add_section()
     table.add_row("mean", _cell(metrics.miou), _cell(metrics.mean_acc), _cell(metrics.mean_dice), style="bold")

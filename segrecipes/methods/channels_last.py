@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from segrecipes.engine.hooks import Method
+from segrecipes.methods.base import ORDER_LAYOUT, Method, StepContext
 
 
 def apply_channels_last(model: nn.Module) -> nn.Module:
@@ -21,9 +21,12 @@ class ChannelsLast(Method):
     """Puts the model and every (B, C, H, W) training batch in channels_last; targets are left alone."""
 
     name = "channels_last"
+    order = ORDER_LAYOUT
 
-    def prepare_model(self, model: nn.Module) -> nn.Module:
+    def prepare_model(self, context: StepContext, model: nn.Module) -> nn.Module:
         return apply_channels_last(model)
 
-    def transform_batch(self, images: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def transform_batch(
+        self, context: StepContext, images: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return images.contiguous(memory_format=torch.channels_last), target

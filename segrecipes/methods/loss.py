@@ -22,9 +22,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from segrecipes.config import ConfigError, LossConfig
+from segrecipes.errors import ConfigError
 
 DICE_SMOOTH = 1e-5
+# name -> (CE weight, Dice weight); "dice_ce" is the reference loss of every optimized recipe (SPEC §2)
+NAMED_LOSSES = {"ce": (1.0, 0.0), "dice_ce": (0.375, 1.125)}
 
 
 def _compute_dtype(logits: torch.Tensor) -> torch.dtype:
@@ -127,8 +129,15 @@ class SegmentationLoss(nn.Module):
         self.ignore_index = ignore_index
 
     @classmethod
-    def from_config(cls, config: LossConfig, ignore_index: int = 255) -> SegmentationLoss:
-        return cls(config.ce_weight, config.dice_weight, ignore_index)
+    def named(
+        cls, name: str, ignore_index: int = 255, ce_weight: float | None = None, dice_weight: float | None = None
+    ) -> SegmentationLoss:
+        """The loss called ``name`` in :data:`NAMED_LOSSES` (``ce`` or ``dice_ce``); a weight given here replaces it."""
+        if name not in NAMED_LOSSES:
+            raise ConfigError(f"loss.name: unknown loss {name!r} (use one of {', '.join(NAMED_LOSSES)})")
+        named_ce, named_dice = NAMED_LOSSES[name]
+        return cls(named_ce if ce_weight is None else ce_weight, named_dice if dice_weight is None else dice_weight,
+                   ignore_index)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         dense = target.dim() == 4

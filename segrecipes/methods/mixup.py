@@ -16,8 +16,8 @@ import random
 
 import torch
 
-from segrecipes.config import ConfigError, MixUpConfig
-from segrecipes.engine.hooks import Method
+from segrecipes.errors import ConfigError
+from segrecipes.methods.base import ORDER_BATCH_CONTENT, Method, StepContext
 
 
 def _draw_mixing(alpha: float, generator: torch.Generator | None) -> float:
@@ -73,19 +73,20 @@ class MixUp(Method):
     """Mixes every training batch; the loss then receives a dense (B, C, H, W) target."""
 
     name = "mixup"
+    order = ORDER_BATCH_CONTENT
 
-    def __init__(self, num_classes: int, alpha: float, ignore_index: int = 255) -> None:
+    def __init__(self, num_classes: int, alpha: float = 0.2, ignore_index: int = 255) -> None:
         if num_classes < 1:
             raise ConfigError(f"mixup: num_classes must be >= 1, got {num_classes!r}")
+        if alpha <= 0:
+            raise ConfigError(f"mixup.alpha must be positive, got {alpha!r}")
         self.num_classes = num_classes
         self.alpha = alpha
         self.ignore_index = ignore_index
 
-    @classmethod
-    def from_config(cls, config: MixUpConfig, num_classes: int, ignore_index: int = 255) -> MixUp:
-        return cls(num_classes, config.alpha, ignore_index)
-
-    def transform_batch(self, images: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def transform_batch(
+        self, context: StepContext, images: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         mixed_images, dense_target, _ = mixup_segmentation(
             images, target, self.num_classes, self.alpha, self.ignore_index
         )

@@ -4,32 +4,26 @@ On a SAM step: ``g = grad L(w)``; ``e = rho * g / (||g||_2 + eps)`` with the nor
 ``g' = grad L(w + e)``; restore ``w`` exactly; base-optimizer step with ``g'`` (SPEC §2). It costs a
 second forward/backward on SAM steps, which ``interval`` amortizes.
 
-Mixed precision: ``e`` is computed from the unscaled gradient (the grad scaler's scale only divides it
-out; ``scaler.unscale_`` is left to ``scaler.step``, which may call it once per update). An overflow in
-the first pass skips the step before ``w`` moves; one in the second pass skips it after ``w`` is
-restored; either way the scaler backs off. Under DDP the first pass skips the gradient all-reduce (each
-rank ascends along its own gradient) and the ranks agree on the overflow flag so they branch alike.
+Non-finite steps are skipped like plain ones, decided on the device (no host sync): a non-finite
+first gradient makes ``e`` non-finite, the second pass runs on garbage, ``w`` is restored anyway and
+the base step is skipped (with a grad scaler, the scaler is made to see the overflow and backs off).
+``e`` is computed from the unscaled gradient. Under DDP the first pass skips the gradient all-reduce
+(each rank ascends along its own gradient); the second pass is all-reduced, so every rank sees the
+same finiteness and skips alike. ``w`` is restored even when the second pass raises (e.g. out of
+memory), so a retry starts from the original weights.
 
-The optimizer is not wrapped, so the learning-rate scheduler keeps driving it unchanged.
+The optimizer is not wrapped, so the learning-rate schedule keeps driving it unchanged.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
-import torch.distributed as dist
 
-from segrecipes.config import ConfigError, SAMConfig
-from segrecipes.engine.hooks import Method, StepContext
-
-
-def _any_rank_overflowed(grad_norm: torch.Tensor) -> bool:
-    """True when the gradient norm is not finite on this rank or, under torch.distributed, on any rank."""
-    overflow = (~torch.isfinite(grad_norm)).float()
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(overflow, op=dist.ReduceOp.MAX)
-    return bool(overflow.item())
+from segrecipes.errors import ConfigError
+from segrecipes.methods.base import ORDER_STEP, Method, StepContext, StepResult, StepTools
+from segrecipes.optim.step import optimizer_step
 
 
 def sam_step(
@@ -38,8 +32,8 @@ def sam_step(
     rho: float,
     scaler: torch.amp.GradScaler | None = None,
     epsilon: float = 1e-12,
-) -> tuple[torch.Tensor, bool]:
-    """One SAM update; returns ``(loss at w, stepped)``.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One SAM update; returns ``(loss at w, skipped)``, both 0-dim tensors on the device.
 
     ``compute_grads(sync)`` must zero the gradients, run forward and backward over the whole batch
     (every microbatch) and return the detached loss; gradients are scaled when ``scaler`` is given.
@@ -49,31 +43,24 @@ def sam_step(
     loss = compute_grads(False)
     params = [param for group in optimizer.param_groups for param in group["params"] if param.grad is not None]
     grads = [param.grad for param in params]
-    inv_scale = 1.0 / scaler.get_scale() if scaler is not None else 1.0
     grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-
-    if scaler is not None and _any_rank_overflowed(grad_norm):
-        # Make sure this rank's scaler sees the overflow too, so every rank skips and backs off alike.
-        grads[0].fill_(float("inf"))
-        scaler.step(optimizer)
-        scaler.update()
-        return loss, False
-
+    if scaler is not None:
+        grad_norm = grad_norm / scaler._get_scale_async()  # the tensor: get_scale() would sync
+    first_nonfinite = (~torch.isfinite(grad_norm)).float()
     with torch.no_grad():
-        originals = [param.detach().clone() for param in params]
-        coefficient = rho * inv_scale / (grad_norm * inv_scale + epsilon)
-        torch._foreach_add_(params, torch._foreach_mul(grads, coefficient))
-    compute_grads(True)
-    with torch.no_grad():
-        torch._foreach_copy_(params, originals)
-
-    if scaler is None:
-        optimizer.step()
-        return loss, True
-    scale_before = scaler.get_scale()
-    scaler.step(optimizer)
-    scaler.update()
-    return loss, scaler.get_scale() >= scale_before
+        originals = torch._foreach_mul(params, 1.0)
+        # e = rho * g / (||g|| + eps), written over the first gradients (the second pass makes new ones)
+        coefficient = rho / (grad_norm + epsilon)
+        if scaler is not None:
+            coefficient = coefficient / scaler._get_scale_async()
+        torch._foreach_mul_(grads, coefficient)
+        torch._foreach_add_(params, grads)
+    try:
+        compute_grads(True)
+    finally:
+        with torch.no_grad():
+            torch._foreach_copy_(params, originals)
+    return loss, optimizer_step(optimizer, scaler, found_inf=first_nonfinite)
 
 
 class SAM(Method):
@@ -83,6 +70,7 @@ class SAM(Method):
     """
 
     name = "sam"
+    order = ORDER_STEP
 
     def __init__(self, rho: float = 0.3, interval: int = 1, epsilon: float = 1e-12) -> None:
         if rho <= 0:
@@ -93,11 +81,8 @@ class SAM(Method):
         self.interval = interval
         self.epsilon = epsilon
 
-    @classmethod
-    def from_config(cls, config: SAMConfig) -> SAM:
-        return cls(config.rho, config.interval, config.epsilon)
-
-    def optimizer_step(self, context: StepContext) -> tuple[torch.Tensor, bool] | None:
+    def optimizer_step(self, context: StepContext, tools: StepTools) -> StepResult | None:
         if context.step % self.interval != 0:
             return None
-        return sam_step(context.compute_grads, context.optimizer, self.rho, context.scaler, self.epsilon)
+        loss, skipped = sam_step(tools.compute_grads, tools.optimizer, self.rho, tools.scaler, self.epsilon)
+        return StepResult(loss, skipped)

@@ -98,6 +98,7 @@ TINY_RACE = [
 ]
 
 
+@pytest.mark.slow
 def test_race_on_synthetic_data_writes_json_csv_and_plot(tmp_path, capsys) -> None:
     out = tmp_path / "race"
     sets = [arg for item in TINY_RACE for arg in ("--set", item)]

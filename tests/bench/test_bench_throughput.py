@@ -15,8 +15,9 @@ from segrecipes.bench.phases import PHASES
 from segrecipes.bench.throughput import measure_throughput
 from segrecipes.cli.main import main
 from segrecipes.config import ConfigError, load_config
-from segrecipes.engine.hooks import Method
+from segrecipes.methods import Method, StepContext
 from segrecipes.models import build_model
+from segrecipes.run import build_trainer
 
 TINY = ["model.backbone=resnet18", "model.output_stride=16", "model.head_channels=16", "train.device=cpu"]
 SIZE, BATCH = 32, 2
@@ -26,6 +27,7 @@ def _trainer_config(*methods: str) -> object:
     return bench_config(load_config(overrides=TINY, methods=list(methods)), SIZE, BATCH)
 
 
+@pytest.mark.slow
 def test_throughput_command_reports_sane_json(capsys) -> None:
     sets = [arg for item in TINY for arg in ("--set", item)]
     with pytest.raises(SystemExit) as exit_info:
@@ -35,7 +37,7 @@ def test_throughput_command_reports_sane_json(capsys) -> None:
     result = json.loads(capsys.readouterr().out)
     report, overhead = result["throughput"], result["engine_overhead"]
 
-    assert report["methods"] == ["channels_last"] and report["precision"] == "float32"
+    assert report["methods"] == ["channels_last"] and report["precision"] == "float32" and report["classes"] == 6
     assert (report["image_size"], report["batch_size"], report["steps"]) == (SIZE, BATCH, 4)
     assert report["images_per_s"] == pytest.approx(1000 * BATCH / report["step_ms"])
     assert set(report["breakdown_ms"]) == set(PHASES)
@@ -84,19 +86,20 @@ class SlowAfterStep(Method):
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
 
-    def after_step(self, model: nn.Module, step: int) -> None:
+    def after_step(self, context: StepContext) -> None:
         time.sleep(self.seconds)
 
 
+@pytest.mark.slow
 def test_breakdown_charges_known_delays_to_their_phase() -> None:
     forward_delay, optimizer_delay, method_delay = 0.04, 0.03, 0.05
-    with bench_trainer(_trainer_config()) as trainer:
-        trainer.methods.append(SlowAfterStep(method_delay))
-        # inside the forward (a layer of the model) and inside the optimizer step (post-hooks run in the
-        # order they were registered, so this one runs before the probes' closing hook)
-        trainer.model.backbone.register_forward_hook(lambda *_: time.sleep(forward_delay))
-        trainer.optimizer.register_step_post_hook(lambda *_: time.sleep(optimizer_delay))
-        report = measure_throughput(trainer, steps=3, warmup=1)
+    config = _trainer_config()
+    trainer = build_trainer(config, run_dir=None, extra_methods=[SlowAfterStep(method_delay)])
+    # inside the forward (a layer of the model) and inside the optimizer step (post-hooks run in the
+    # order they were registered, so this one runs before the probes' closing hook)
+    trainer.model.backbone.register_forward_hook(lambda *_: time.sleep(forward_delay))
+    trainer.optimizer.register_step_post_hook(lambda *_: time.sleep(optimizer_delay))
+    report = measure_throughput(trainer, config, steps=3, warmup=1)
     phases = report.breakdown_ms
     assert phases["forward"] >= 1000 * forward_delay
     assert phases["optimizer"] >= 1000 * optimizer_delay
@@ -108,22 +111,26 @@ def test_breakdown_charges_known_delays_to_their_phase() -> None:
 
 
 def test_engine_overhead_refuses_runs_with_methods() -> None:
-    with bench_trainer(_trainer_config("ema")) as trainer:
-        images, target = synthetic_batch(trainer, torch.Generator().manual_seed(0))
-        with pytest.raises(ConfigError, match="ema"):
-            engine_overhead(trainer, images, target)
+    trainer = bench_trainer(_trainer_config("ema"))
+    images, target = synthetic_batch(trainer, SIZE, torch.Generator().manual_seed(0))
+    with pytest.raises(ConfigError, match="ema"):
+        engine_overhead(trainer, images, target)
 
 
-def test_synthetic_batch_has_the_trainer_shape_classes_and_some_ignored_pixels() -> None:
-    with bench_trainer(_trainer_config()) as trainer:
-        images, target = synthetic_batch(trainer, torch.Generator().manual_seed(0))
-        classes, ignore = trainer.data.num_classes, trainer.data.ignore_index
+@pytest.mark.parametrize("classes", [6, 150])
+def test_synthetic_batch_has_the_trainer_shape_classes_and_some_ignored_pixels(classes: int) -> None:
+    config = bench_config(load_config(overrides=[*TINY, f"data.synthetic_num_classes={classes}"]), SIZE, BATCH)
+    trainer = bench_trainer(config)
+    images, target = synthetic_batch(trainer, SIZE, torch.Generator().manual_seed(0))
+    ignore = trainer.ignore_index
+    assert len(trainer.class_names) == classes and trainer.model.head.classifier.out_channels == classes
     assert images.dtype == torch.uint8 and images.shape == (BATCH, 3, SIZE, SIZE)
     assert target.shape == (BATCH, SIZE, SIZE)
     labelled = target[target != ignore]
     assert 0 < labelled.numel() < target.numel() and labelled.max() < classes
 
 
+@pytest.mark.slow
 def test_throughput_of_a_recipe_runs_its_methods_on_synthetic_data_without_weights(capsys) -> None:
     sets = [arg for item in TINY for arg in ("--set", item)]
     with pytest.raises(SystemExit) as exit_info:
@@ -132,8 +139,8 @@ def test_throughput_of_a_recipe_runs_its_methods_on_synthetic_data_without_weigh
     assert exit_info.value.code == 0
     result = json.loads(capsys.readouterr().out)
     report = result["throughput"]
-    assert report["methods"] == ["mixup", "channels_last", "ema", "sam"]
-    assert report["loss"] == {"ce_weight": 0.375, "dice_weight": 1.125}
+    assert report["methods"] == ["mixup", "channels_last", "sam", "ema"]  # the hook order
+    assert report["loss"] == "CE 0.375 + Dice 1.125"
     assert report["precision"] == "float32"  # the recipe's fp16 applies on a GPU only
     assert result["engine_overhead"] is None  # a bare loop is no comparison for a step with SAM and MixUp
 
@@ -144,3 +151,27 @@ def test_bad_step_counts_are_a_one_line_error(capsys) -> None:
         main(["bench", "throughput", "--image-size", str(SIZE), "--batch", str(BATCH), "--steps", "0", *sets])
     assert exit_info.value.code == 2
     assert "--steps" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_methods_command_reports_every_variant_against_the_plain_step(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "methods", "--classes", "150", "--backbone", "resnet18", "--head-channels", "16",
+              "--image-size", str(SIZE), "--batch", str(BATCH), "--rounds", "2", "--steps", "10", "--json"])
+    assert exit_info.value.code == 0
+    result = json.loads(capsys.readouterr().out)
+    costs = {cost["name"]: cost for cost in result["costs"]}
+    assert result["setting"]["classes"] == 150 and len(costs) == 8
+    plain = costs["plain step (CE)"]
+    assert plain["ratio"] == plain["ratio_min"] == plain["ratio_max"] == 1.0 and plain["within"] is None
+    for name, cost in costs.items():
+        assert cost["ratio_min"] <= cost["ratio"] <= cost["ratio_max"] and cost["ms_per_step"] > 0, name
+        assert cost["within"] == (cost["ratio"] <= cost["target"]) if cost["target"] else True, name
+    # SAM every step runs two forward and backward passes where the plain step runs one
+    assert costs["SAM every step"]["ratio"] > 1.5
+
+
+def test_methods_command_needs_whole_blocks_of_ten_steps(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "methods", "--steps", "7"])
+    assert exit_info.value.code == 2 and "multiple of 10" in capsys.readouterr().err

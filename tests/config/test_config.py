@@ -76,7 +76,16 @@ def test_config_file_errors_name_the_file(tmp_path) -> None:
 def test_methods_switches_enable_sections() -> None:
     cfg = load_config(methods=["ema", "sam", "dice"])
     assert cfg.enabled_methods() == ["ema", "sam"]
-    assert (cfg.loss.ce_weight, cfg.loss.dice_weight) == (0.375, 1.125)
+    # "dice" is what the first release called the reference loss: a loss setting now, not a method
+    assert (cfg.loss.name, cfg.loss.ce_weight, cfg.loss.dice_weight) == ("dice_ce", None, None)
+
+
+def test_durations_are_written_as_text_and_read_back() -> None:
+    cfg = load_config("mild", overrides=["schedule.warmup=100ba", "train.eval_interval=none"])
+    dumped = cfg.to_dict()
+    assert dumped["train"]["duration"] == "25ep" and dumped["schedule"]["warmup"] == "100ba"
+    assert dumped["train"]["eval_interval"] is None and dumped["train"]["checkpoint_interval"] == "1ep"
+    assert load_config(overrides=[]).model_validate(dumped) == cfg
 
 
 def test_presets_listed_with_purpose() -> None:
@@ -89,7 +98,7 @@ COMMON = {
     ("model", "name"): "deeplabv3plus", ("model", "backbone"): "resnet101", ("model", "output_stride"): 8,
     ("model", "weights"): "IMAGENET1K_V2", ("optimizer", "name"): "sgdw", ("optimizer", "lr"): 0.08,
     ("optimizer", "momentum"): 0.9, ("optimizer", "weight_decay"): 5e-5, ("train", "global_batch_size"): 128,
-    ("train", "precision"): "fp16", ("loss", "ce_weight"): 0.375, ("loss", "dice_weight"): 1.125,
+    ("train", "precision"): "fp16", ("loss", "name"): "dice_ce", ("loss", "ce_weight"): None,
     ("data", "crop_size"): 512, ("data", "scale_range"): (0.5, 2.0), ("data", "cat_max_ratio"): 0.75,
     ("data", "crop_retries"): 10, ("data", "flip_prob"): 0.5, ("data", "eval_size"): 512,
     ("model", "dropout"): 0.1, ("schedule", "warmup"): None, ("train", "sync_bn"): False,
@@ -129,4 +138,4 @@ def test_unoptimized_baseline_equals_spec() -> None:
     assert (cfg.optimizer.name, cfg.optimizer.lr, cfg.optimizer.weight_decay) == ("sgd", 0.01, 5e-4)
     assert (cfg.schedule.name, cfg.schedule.power) == ("poly", 0.9)
     assert (cfg.train.global_batch_size, str(cfg.train.duration), cfg.train.sync_bn) == (16, "127ep", True)
-    assert cfg.model.weights == "IMAGENET1K_V1" and cfg.enabled_methods() == []
+    assert cfg.model.weights == "IMAGENET1K_V1" and cfg.enabled_methods() == [] and cfg.loss.name == "ce"

@@ -102,7 +102,10 @@ def test_folder_with_more_classes_than_the_ignore_index_is_refused(tmp_path: Pat
 def test_folder_image_without_mask_is_named(tmp_path: Path) -> None:
     root = _folder(tmp_path)
     _write_image(root / "images" / "train" / "two")
-    with pytest.raises(DataError, match=r"two\.png: no mask two\.png in .*masks/train \(1 images have no mask\)"):
+    with pytest.raises(DataError, match=r"two\.png: no mask two\.png in \S*masks/train$"):
+        SegmentationFolder(root, "train")
+    _write_image(root / "images" / "train" / "three")
+    with pytest.raises(DataError, match=r"three\.png: no mask three\.png in .*masks/train \(1 more such problems\)"):
         SegmentationFolder(root, "train")
 
 

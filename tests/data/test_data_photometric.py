@@ -1,15 +1,20 @@
-"""The reference photometric distortion: HSV conversions against colorsys, each operation against its formula."""
+"""The reference photometric distortion: each operation against its formula and against PIL, which
+the reference pipeline ran (MosaicML's ADE20k loader applied torchvision's functions to PIL images)."""
 
 from __future__ import annotations
 
 import colorsys
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image, ImageEnhance
 
-from segrecipes.data.photometric import PhotometricDistortion, hsv_to_rgb, rgb_to_hsv
+from segrecipes.data.photometric import PhotometricDistortion
 
 IDENTITY = dict(brightness_delta=0, contrast_range=(1.0, 1.0), saturation_range=(1.0, 1.0), hue_delta=0)
+# ITU-R 601 luma, as torchvision's rgb_to_grayscale and PIL's convert("L") weigh the channels
+LUMA = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
 
 
 def _image(seed: int = 0, size: int = 8) -> torch.Tensor:
@@ -19,31 +24,34 @@ def _image(seed: int = 0, size: int = 8) -> torch.Tensor:
     return image
 
 
+def _bright_image() -> torch.Tensor:
+    """A light scene with some saturated colour: the case where scaling and blending differ most."""
+    generator = torch.Generator().manual_seed(5)
+    image = torch.randint(150, 256, (3, 24, 24), dtype=torch.uint8, generator=generator)
+    image[0, :8] = torch.randint(0, 60, (8, 24), generator=generator).to(torch.uint8)
+    return image
+
+
 def _seeded(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def test_rgb_to_hsv_matches_colorsys() -> None:
-    image = _image().float()
-    hsv = rgb_to_hsv(image)
-    for y in range(image.shape[1]):
-        for x in range(image.shape[2]):
-            expected = colorsys.rgb_to_hsv(*(image[:, y, x] / 255).tolist())
-            assert hsv[0, y, x].item() == pytest.approx(expected[0], abs=1e-5)
-            assert hsv[1, y, x].item() == pytest.approx(expected[1], abs=1e-5)
-            assert hsv[2, y, x].item() / 255 == pytest.approx(expected[2], abs=1e-5)
+def _outcomes(distortion: PhotometricDistortion, image: torch.Tensor, seeds: int = 40) -> list[torch.Tensor]:
+    return [distortion(image, _seeded(seed)) for seed in range(seeds)]
 
 
-def test_hsv_to_rgb_matches_colorsys() -> None:
-    generator = torch.Generator().manual_seed(1)
-    hsv = torch.rand(3, 6, 6, generator=generator)
-    hsv[2] *= 255
-    rgb = hsv_to_rgb(hsv)
-    for y in range(6):
-        for x in range(6):
-            hue, saturation, value = hsv[:, y, x].tolist()
-            expected = colorsys.hsv_to_rgb(hue, saturation, value / 255)
-            assert (rgb[:, y, x] / 255).tolist() == pytest.approx(list(expected), abs=1e-5)
+def _pil(image: torch.Tensor) -> Image.Image:
+    return Image.fromarray(image.permute(1, 2, 0).numpy())
+
+
+def _from_pil(image: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1)
+
+
+def _applied(outcomes: list[torch.Tensor], image: torch.Tensor) -> list[torch.Tensor]:
+    changed = [out for out in outcomes if not torch.equal(out, image)]
+    assert 0 < len(changed) < len(outcomes)  # applied with p = 0.5 (and the rest left the image alone)
+    return changed
 
 
 def test_identity_parameters_leave_the_image_unchanged() -> None:
@@ -56,39 +64,63 @@ def test_identity_parameters_leave_the_image_unchanged() -> None:
 def test_brightness_multiplies_by_one_factor_within_range() -> None:
     distortion = PhotometricDistortion(**{**IDENTITY, "brightness_delta": 32 / 255})
     image = torch.full((3, 4, 4), 200, dtype=torch.uint8)
-    factors = [distortion(image, _seeded(seed)).int().unique().item() / 200 for seed in range(60)]
-    assert all(1 - 32 / 255 - 0.003 <= factor <= 1 + 32 / 255 + 0.003 for factor in factors)
-    unchanged = factors.count(1.0)
-    assert 15 < unchanged < 45  # applied with p = 0.5
+    factors = [out.int().unique().item() / 200 for out in _outcomes(distortion, image, 60)]
+    assert all(1 - 32 / 255 - 0.006 <= factor <= 1 + 32 / 255 + 0.006 for factor in factors)
+    assert 15 < factors.count(1.0) < 45  # applied with p = 0.5
     assert len(set(factors)) > 10
 
 
-def test_contrast_multiplies_and_clips() -> None:
-    distortion = PhotometricDistortion(**{**IDENTITY, "contrast_range": (2.0, 2.0)})
-    image = _image(3)
-    doubled = (image.int() * 2).clamp(0, 255).to(torch.uint8)
-    outcomes = [distortion(image, _seeded(seed)) for seed in range(40)]
-    assert all(torch.equal(out, image) or torch.equal(out, doubled) for out in outcomes)
-    assert any(torch.equal(out, doubled) for out in outcomes)
+def test_contrast_blends_with_the_grey_mean_like_the_reference() -> None:
+    """Bug: contrast multiplied the pixels, which darkened a light image instead of flattening it."""
+    image = _bright_image()
+    distortion = PhotometricDistortion(**{**IDENTITY, "contrast_range": (0.5, 0.5)})
+    for out in _applied(_outcomes(distortion, image), image):
+        grey_mean = (image.float() * LUMA).sum(0).mean()
+        formula = 0.5 * image.float() + 0.5 * grey_mean
+        assert (out.float() - formula).abs().max() <= 2.0  # 8-bit truncation of the grey image and of the blend
+        reference = _from_pil(ImageEnhance.Contrast(_pil(image)).enhance(0.5))  # what the reference computed
+        assert (out.int() - reference.int()).abs().max() <= 1
+        assert out.float().mean().item() == pytest.approx(reference.float().mean().item(), abs=0.6)
+        assert out.float().mean() > 0.9 * image.float().mean()  # multiplying by 0.5 would have halved it
 
 
-def test_saturation_scales_hsv_saturation_and_keeps_hue_and_value() -> None:
-    distortion = PhotometricDistortion(**{**IDENTITY, "saturation_range": (0.5, 0.5)})
+def test_saturation_blends_with_the_greyscale_image_like_the_reference() -> None:
+    """Bug: saturation scaled the HSV saturation, which is not what the reference's blend does."""
+    image = _bright_image()
+    distortion = PhotometricDistortion(**{**IDENTITY, "saturation_range": (0.3, 0.3)})
+    for out in _applied(_outcomes(distortion, image), image):
+        grey = (image.float() * LUMA).sum(0, keepdim=True)
+        formula = (0.3 * image.float() + 0.7 * grey).clamp(0, 255)
+        assert (out.float() - formula).abs().max() <= 2.0  # 8-bit truncation of the grey image and of the blend
+        reference = _from_pil(ImageEnhance.Color(_pil(image)).enhance(0.3))
+        assert (out.int() - reference.int()).abs().max() <= 1
+
+
+def test_saturation_above_one_pushes_colours_away_from_grey_and_clips() -> None:
     image = torch.tensor([200, 100, 50], dtype=torch.uint8).view(3, 1, 1)
-    hue, saturation, value = colorsys.rgb_to_hsv(200 / 255, 100 / 255, 50 / 255)
-    expected = [round(255 * c) for c in colorsys.hsv_to_rgb(hue, saturation * 0.5, value)]
-    outcomes = {tuple(distortion(image, _seeded(seed)).flatten().tolist()) for seed in range(20)}
-    assert outcomes == {(200, 100, 50), tuple(expected)}
+    distortion = PhotometricDistortion(**{**IDENTITY, "saturation_range": (1.5, 1.5)})
+    grey = 0.299 * 200 + 0.587 * 100 + 0.114 * 50
+    expected = [min(255.0, max(0.0, 1.5 * value - 0.5 * grey)) for value in (200, 100, 50)]
+    for out in _applied(_outcomes(distortion, image), image):
+        assert out.flatten().tolist() == pytest.approx(expected, abs=2.0)
 
 
 def test_hue_shift_is_within_delta_of_the_colour_circle() -> None:
     distortion = PhotometricDistortion(**{**IDENTITY, "hue_delta": 18 / 255})
     image = torch.tensor([255, 0, 0], dtype=torch.uint8).view(3, 1, 1)  # pure red, hue 0
     shifts = []
-    for seed in range(60):
-        red, green, blue = (distortion(image, _seeded(seed)).flatten() / 255).tolist()
+    for out in _outcomes(distortion, image, 60):
+        red, green, blue = (out.flatten() / 255).tolist()
         hue = colorsys.rgb_to_hsv(red, green, blue)[0]
         shifts.append((hue + 0.5) % 1.0 - 0.5)  # signed fraction of the colour circle
     assert all(abs(shift) <= 18 / 255 + 0.005 for shift in shifts)  # up to 8-bit rounding of the output
     assert 15 < sum(shift == 0 for shift in shifts) < 45  # applied with p = 0.5
     assert min(shifts) < -0.03 and max(shifts) > 0.03
+
+
+def test_contrast_comes_first_or_last_never_twice() -> None:
+    """The reference draws the contrast position once: before saturation and hue, or after them."""
+    distortion = PhotometricDistortion(**{**IDENTITY, "contrast_range": (0.0, 0.0)})  # factor 0: the grey mean
+    image = _bright_image()
+    for out in _outcomes(distortion, image):
+        assert torch.equal(out, image) or out.unique().numel() == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from segrecipes.data.errors import DataError
-from segrecipes.data.sampler import TrainSampler, eval_indices
+from segrecipes.data.sampler import TrainSampler
 
 
 def _batches(sampler: TrainSampler) -> list[list[tuple[int, int]]]:
@@ -87,11 +87,3 @@ def test_set_epoch_rewinds_the_start_batch() -> None:
 def test_dataset_smaller_than_one_global_batch_is_refused() -> None:
     with pytest.raises(DataError, match="7 samples, fewer than one global batch of 8"):
         TrainSampler(7, 4, seed=0, world_size=2)
-
-
-@pytest.mark.parametrize(("n", "world_size"), [(10, 3), (7, 1), (2, 4), (0, 2)])
-def test_eval_indices_cover_every_index_exactly_once(n: int, world_size: int) -> None:
-    shares = [eval_indices(n, rank, world_size) for rank in range(world_size)]
-    flat = [index for share in shares for index in share]
-    assert sorted(flat) == list(range(n))
-    assert max(map(len, shares)) - min(map(len, shares)) <= 1

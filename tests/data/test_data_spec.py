@@ -14,9 +14,9 @@ from segrecipes.data.augmented import AugmentedDataset
 from segrecipes.data.errors import DataError
 from segrecipes.data.loader import build_train_loader
 from segrecipes.data.sampler import TrainSampler
-from segrecipes.data.spec import build_datasets, parse_data_spec
+from segrecipes.data.spec import build_raw_dataset, parse_data_spec, train_transform
 from segrecipes.data.synthetic import SyntheticShapes
-from segrecipes.data.transforms import EvalTransform, TrainTransform
+from segrecipes.data.transforms import TrainTransform
 
 SYNTHETIC = DataConfig(
     synthetic_train_size=24, synthetic_val_size=6, synthetic_image_size=40, crop_size=32, eval_size=48
@@ -56,56 +56,58 @@ def test_data_error_is_a_value_error() -> None:
     assert issubclass(DataError, ValueError)
 
 
-def test_build_synthetic_bundle() -> None:
-    bundle = build_datasets(SYNTHETIC)
-    assert isinstance(bundle.train_raw, SyntheticShapes) and isinstance(bundle.val_raw, SyntheticShapes)
-    assert (len(bundle.train), len(bundle.val)) == (24, 6)
-    assert bundle.num_classes == 6 == len(bundle.class_names) and bundle.ignore_index == 255
-    assert isinstance(bundle.train.transform, TrainTransform) and isinstance(bundle.val.transform, EvalTransform)
-    image, mask = bundle.train[(3, 99)]
+def test_build_synthetic_splits() -> None:
+    train, val = build_raw_dataset(SYNTHETIC, "train"), build_raw_dataset(SYNTHETIC, "val")
+    assert isinstance(train, SyntheticShapes) and isinstance(val, SyntheticShapes)
+    assert (len(train), len(val)) == (24, 6)
+    assert train.num_classes == 6 == len(train.class_names) and train.ignore_index == 255
+    image, mask = AugmentedDataset(train, train_transform(SYNTHETIC))[(3, 99)]
     assert image.shape == (3, 32, 32) and mask.shape == (32, 32)
-    image, mask = bundle.val[2]
-    assert image.shape == (3, 48, 48) and mask.shape == (48, 48)
-    raw_image, _ = bundle.val_raw[2]
-    assert raw_image.shape == (3, 40, 40)
-    assert not torch.equal(bundle.train_raw[0][0], bundle.val_raw[0][0])  # splits differ
+    raw_image, _ = val[2]
+    assert raw_image.shape == (3, 40, 40)  # evaluation resizes by its protocol, not the dataset
+    assert not torch.equal(train[0][0], val[0][0])  # splits differ
+
+
+def test_synthetic_class_count_follows_the_config() -> None:
+    many = build_raw_dataset(DataConfig(synthetic_num_classes=150, synthetic_image_size=32), "train")
+    assert many.num_classes == 150 and many.class_names[:2] == ["background", "disc"]
+    labels = torch.cat([many[index][1].flatten() for index in range(40)]).unique()
+    assert labels.max() > 5 and labels.max() < 150  # the extra classes are drawn
 
 
 def test_train_transform_follows_the_config() -> None:
     cfg = DataConfig(
         crop_size=24, scale_range=(0.7, 1.3), cat_max_ratio=0.5, crop_retries=3, flip_prob=0.2, photometric=False
     )
-    transform = build_datasets(cfg).train.transform
+    transform = train_transform(cfg)
     assert (transform.crop_size, transform.scale_range, transform.cat_max_ratio) == (24, (0.7, 1.3), 0.5)
     assert (transform.crop_retries, transform.flip_prob, transform.distortion) == (3, 0.2, None)
 
 
 def test_build_only_val_on_the_ade20k_samples(ade20k_root: Path) -> None:
     cfg = DataConfig(spec=f"ade20k:{ade20k_root}", eval_size=64)
-    bundle = build_datasets(cfg, splits=("val",))
-    assert bundle.train is None and bundle.train_raw is None
-    assert len(bundle.val) == 3 and bundle.num_classes == 150 and bundle.class_names[0] == "wall"
-    assert bundle.val[0][0].shape == (3, 64, 64)
+    val = build_raw_dataset(cfg, "val")
+    assert len(val) == 3 and val.num_classes == 150 and val.class_names[0] == "wall"
     with pytest.raises(DataError, match=r"no images found in split 'train' \(looked in .*images/training\)"):
-        build_datasets(cfg)
+        build_raw_dataset(cfg, "train")
 
 
 def test_build_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"missing: folder not found"):
-        build_datasets(DataConfig(spec=f"camvid:{tmp_path / 'missing'}"))
+        build_raw_dataset(DataConfig(spec=f"camvid:{tmp_path / 'missing'}"), "train")
     root = tmp_path / "mine"
     (root / "images" / "train").mkdir(parents=True)
     (root / "masks" / "train").mkdir(parents=True)
     Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(root / "images" / "train" / "a.png")
     Image.fromarray(np.zeros((4, 4), dtype=np.uint8)).save(root / "masks" / "train" / "a.png")
     cfg = DataConfig(spec=f"folder:{root}", num_classes=2)
-    assert len(build_datasets(cfg, splits=("train",)).train) == 1
+    assert len(build_raw_dataset(cfg, "train")) == 1
     with pytest.raises(DataError, match=r"no images found in split 'val'"):
-        build_datasets(cfg)
+        build_raw_dataset(cfg, "val")
     with pytest.raises(DataError, match="data.num_classes is 5 but synthetic has 6 classes"):
-        build_datasets(DataConfig(num_classes=5))
-    with pytest.raises(ValueError, match="splits"):
-        build_datasets(SYNTHETIC, splits=("test",))
+        build_raw_dataset(DataConfig(num_classes=5), "train")
+    with pytest.raises(DataError, match="split 'test'"):
+        build_raw_dataset(SYNTHETIC, "test")
 
 
 def test_augmented_dataset_is_a_function_of_the_key() -> None:
@@ -115,6 +117,16 @@ def test_augmented_dataset_is_a_function_of_the_key() -> None:
     assert not torch.equal(dataset[(5, 124)][0], first[0])
     assert torch.equal(dataset[5][0], dataset[(5, 5)][0])
     assert len(dataset) == 8
+
+
+def test_a_dataset_without_seeds_is_indexed_plainly_by_the_loader() -> None:
+    """A user's own dataset takes ``ds[i]``; only datasets that say ``seeded = True`` get ``(i, seed)``."""
+    raw = SyntheticShapes(8, image_size=32)
+    sampler = TrainSampler(len(raw), batch_size_per_rank=4, seed=0)
+    images, masks = next(iter(build_train_loader(raw, sampler, 4)))
+    first = [index for index, _ in sampler][:4]
+    assert torch.equal(images, torch.stack([raw[index][0] for index in first]))
+    assert torch.equal(masks, torch.stack([raw[index][1] for index in first]))
 
 
 def _collect(loader: torch.utils.data.DataLoader) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -5,27 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers.tiny import tiny_config
 
-from segrecipes.config import load_config
 from segrecipes.deploy import export_model, load_model
-from segrecipes.engine.trained_model import TrainedModel
-from segrecipes.engine.trainer import Trainer
+from segrecipes.deploy.trained_model import TrainedModel
+from segrecipes.run import build_trainer
 
-TINY_RUN = [
-    "data.spec=synthetic", "data.crop_size=32", "data.eval_size=32", "data.synthetic_image_size=32",
-    "data.synthetic_train_size=8", "data.synthetic_val_size=2", "data.num_workers=0",
-    "model.backbone=resnet18", "model.output_stride=16", "model.head_channels=32",
-    "train.global_batch_size=4", "train.duration=2ba", "train.eval_interval=none", "train.checkpoint_interval=none",
-    "train.progress=none",
-    # EMA makes the evaluation weights differ from the training weights: exports must carry the former
-    "ema.enabled=true", "ema.half_life=1", "ema.update_interval=1",
-]  # fmt: skip
+# EMA makes the evaluation weights differ from the training weights: exports must carry the former
+TINY_RUN = ("data.synthetic_train_size=8", "data.synthetic_val_size=2", "train.duration=2ba",
+            "ema.half_life=1", "ema.update_interval=1")
 
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("tiny_run")
-    Trainer(load_config(overrides=TINY_RUN), run_dir).fit()
+    build_trainer(tiny_config(*TINY_RUN, methods=("ema",)), run_dir).fit()
     return run_dir
 
 

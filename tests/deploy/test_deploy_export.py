@@ -17,7 +17,7 @@ from segrecipes.cli.main import main
 from segrecipes.deploy import DeployError, ExportReport, export_model, load_exported_safetensors, load_model
 from segrecipes.deploy.onnx_format import OnnxRuntimeModel
 from segrecipes.engine.checkpoint import latest_checkpoint
-from segrecipes.engine.trained_model import TrainedModel
+from segrecipes.deploy.trained_model import TrainedModel
 
 SIZES = [(1, 64, 80), (2, 96, 72)]  # (batch, height, width), neither the traced size
 

@@ -12,7 +12,8 @@ from torch import nn
 from torchvision.io import decode_image, write_jpeg, write_png
 
 from segrecipes.cli.main import main
-from segrecipes.deploy import PredictOptions, predict_labels
+from segrecipes.deploy import predict_labels
+from segrecipes.evaluation.options import InferenceOptions
 
 SIZES = {"wide.png": (40, 56), "tall.jpg": (45, 33)}  # name -> (height, width)
 
@@ -70,7 +71,7 @@ class _Stripes(nn.Module):
 def test_deploy_predict_resizes_short_side_then_upsamples_to_the_original() -> None:
     model = _Stripes()
     image = torch.zeros(3, 50, 70, dtype=torch.uint8)
-    labels = predict_labels(model, image, PredictOptions(eval_size=32), 3, torch.device("cpu"))
+    labels = predict_labels(model, image, InferenceOptions(size=32), 3, torch.device("cpu"))
     # short side 50 -> 32, long side 70 * 32 / 50 = 44.8 -> 45; the labels come back at 50 x 70
     assert model.seen == [(1, 3, 32, 45)]
     assert labels.shape == (50, 70)
@@ -79,7 +80,7 @@ def test_deploy_predict_resizes_short_side_then_upsamples_to_the_original() -> N
 
     model.seen.clear()
     predict_labels(model, torch.zeros(3, 40, 400, dtype=torch.uint8),
-                   PredictOptions(eval_size=32, max_long_side=128, tta="flip"), 3, torch.device("cpu"))
+                   InferenceOptions(size=32, max_long_side=128, tta="flip"), 3, torch.device("cpu"))
     # the long side caps the scale: min(32 / 40, 128 / 400) = 0.32 -> 13 x 128, once plain, once mirrored
     assert model.seen == [(1, 3, 13, 128)] * 2
 
@@ -138,7 +139,7 @@ def test_deploy_predict_bad_input_is_one_line_and_exit_2(case, tiny_run, tmp_pat
         inputs, expected = [tmp_path / "nope.jpg"], "nope.jpg: input image or folder not found"
     elif case == "unreadable":
         (folder / "broken.jpg").write_text("not an image")
-        inputs, expected = [folder / "broken.jpg"], "broken.jpg: cannot read image"
+        inputs, expected = [folder / "broken.jpg"], "broken.jpg: cannot decode"
     elif case == "empty-folder":
         (folder / "notes.txt").write_text("no images here")
         inputs, expected = [folder], "in: no images"

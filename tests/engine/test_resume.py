@@ -6,14 +6,16 @@ import signal
 
 import pytest
 import torch
-from torch import nn
+
+from helpers.tiny import tiny_config
 
 from segrecipes.engine.checkpoint import latest_checkpoint
-from segrecipes.engine.hooks import Method
 from segrecipes.engine.interrupt import RunInterrupted
 from segrecipes.engine.trainer import Trainer
+from segrecipes.methods import Method, StepContext
+from segrecipes.run import build_trainer
 
-from tiny_run import tiny_config
+pytestmark = pytest.mark.slow
 
 
 class SignalAtStep(Method):
@@ -24,8 +26,8 @@ class SignalAtStep(Method):
     def __init__(self, step: int) -> None:
         self.step = step
 
-    def after_step(self, model: nn.Module, step: int) -> None:
-        if step == self.step:
+    def after_step(self, context: StepContext) -> None:
+        if context.step == self.step:
             signal.raise_signal(signal.SIGTERM)
 
 
@@ -39,20 +41,19 @@ def _weights(trainer: Trainer) -> dict[str, torch.Tensor]:
 def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path, methods) -> None:
     cfg = tiny_config("train.duration=6ba", "sam.interval=2", "ema.update_interval=2", "ema.half_life=4",
                       methods=methods)
-    straight = Trainer(cfg, tmp_path / "straight")
+    straight = build_trainer(cfg, tmp_path / "straight")
     straight.fit()
     expected = _weights(straight)
 
-    interrupted = Trainer(cfg, tmp_path / "stopped")
-    interrupted.methods.append(SignalAtStep(3))
+    interrupted = build_trainer(cfg, tmp_path / "stopped", extra_methods=[SignalAtStep(3)])
     with pytest.raises(RunInterrupted, match="segrecipes train --resume"):
         interrupted.fit()
     path, state = latest_checkpoint(tmp_path / "stopped")
-    assert state["progress"]["step"] == 3 and path.name == "last.pt"
+    assert state["clock"]["step"] == 3 and path.name == "last.pt"
 
-    resumed = Trainer(cfg, tmp_path / "stopped", resume_state=state)
+    resumed = build_trainer(cfg, tmp_path / "stopped", resume=state)
     summary = resumed.fit()
-    assert summary["steps"] == 6
+    assert summary["step"] == 6
     actual = _weights(resumed)
     assert expected.keys() == actual.keys()
     for key in expected:
@@ -60,9 +61,8 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path, methods) ->
 
 
 def test_constant_lr_run_can_be_extended(tmp_path) -> None:
-    cfg = tiny_config("train.duration=2ba", "schedule.name=constant")
-    Trainer(cfg, tmp_path / "run").fit()
+    build_trainer(tiny_config("train.duration=2ba", "schedule.name=constant"), tmp_path / "run").fit()
     _, state = latest_checkpoint(tmp_path / "run")
     longer = tiny_config("train.duration=4ba", "schedule.name=constant")
-    summary = Trainer(longer, tmp_path / "run", resume_state=state).fit()
-    assert summary["steps"] == 4
+    summary = build_trainer(longer, tmp_path / "run", resume=state).fit()
+    assert summary["step"] == 4 and state["clock"]["step"] == 2

@@ -10,9 +10,10 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from eval_fakes import random_dataset
+from helpers.eval_fakes import random_dataset
 from torch import nn
 
+from segrecipes.evaluation.options import InferenceOptions
 from segrecipes.evaluation.evaluate import evaluate
 
 CLASSES = 4
@@ -27,7 +28,7 @@ def small_model() -> nn.Module:
 def run_evaluation() -> tuple[dict, int]:
     scored = []
     metrics = evaluate(
-        small_model(), random_dataset(SIZES, CLASSES), protocol="standard", eval_size=16, batch_size=2,
+        small_model(), random_dataset(SIZES, CLASSES), InferenceOptions(protocol="standard", size=16, batch_size=2),
         on_scored=lambda prediction, mask: scored.append(mask.numel()),
     )
     return metrics.to_dict(), sum(scored)

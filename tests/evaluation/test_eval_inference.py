@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from eval_fakes import PixelModel, RecordingModel
+from helpers.eval_fakes import PixelModel, RecordingModel
 from torch import nn
 
-from segrecipes.evaluation.inference import InferenceConfigError, infer_logits, predict_probs
+from segrecipes.evaluation.inference import infer_logits, predict_probs
+from segrecipes.evaluation.options import InferenceConfigError, InferenceOptions
 
 CLASSES = 4
 
@@ -77,20 +78,28 @@ def test_slide_averages_overlapping_logits():
     torch.testing.assert_close(logits, expected)
 
 
-def test_slide_pads_an_image_smaller_than_the_window():
-    recorder, images = RecordingModel(PixelModel(CLASSES)), image(10, 13)
+def test_an_image_smaller_than_the_window_runs_as_one_smaller_window_like_mmseg():
+    """Bug: the image was zero-padded to the window, which changed the logits of any model that looks
+    beyond a pixel (the padding entered its global context)."""
+    recorder, images = RecordingModel(GlobalColourModel()), image(10, 13)
     logits = infer_logits(recorder, images, mode="slide", crop_size=16, stride=11)
-    assert [tuple(x.shape[-2:]) for x in recorder.inputs] == [(16, 16)]
-    assert torch.equal(recorder.inputs[0][:, :, :10, :13], images)
-    assert recorder.inputs[0][:, :, 10:].abs().sum() == 0 and recorder.inputs[0][:, :, :, 13:].abs().sum() == 0
-    assert logits.shape == (2, CLASSES, 10, 13)
-    torch.testing.assert_close(logits, infer_logits(PixelModel(CLASSES), images), rtol=0, atol=1e-5)
+    assert [tuple(x.shape[-2:]) for x in recorder.inputs] == [(10, 13)]
+    assert torch.equal(logits, infer_logits(GlobalColourModel(), images))
+
+
+def test_a_side_shorter_than_the_window_is_covered_by_windows_of_its_length():
+    recorder, images = RecordingModel(PixelModel(CLASSES)), image(10, 30)
+    infer_logits(recorder, images, mode="slide", crop_size=16, stride=11)
+    # rows: one window of all 10 rows; columns: 0, 11, then 30 - 16 = 14 (flush)
+    assert [tuple(x.shape[-2:]) for x in recorder.inputs] == [(10, 16)] * 3
+    for crop, left in zip(recorder.inputs, (0, 11, 14)):
+        assert torch.equal(crop, images[:, :, :, left : left + 16])
 
 
 def test_flip_on_a_flip_equivariant_model_changes_nothing():
     model, images = PixelModel(CLASSES), image(12, 18)
-    none = predict_probs(model, images, (12, 18), tta="none")
-    flip = predict_probs(model, images, (12, 18), tta="flip")
+    none = predict_probs(model, images, (12, 18), InferenceOptions(tta="none"))
+    flip = predict_probs(model, images, (12, 18), InferenceOptions(tta="flip"))
     torch.testing.assert_close(flip, none, rtol=0, atol=1e-6)
     torch.testing.assert_close(none.sum(dim=1), torch.ones(2, 12, 18))
 
@@ -99,14 +108,14 @@ def test_flip_averages_probabilities_of_the_image_and_its_unflipped_mirror():
     model, images = PositionModel(), image(6, 10)
     direct = model(images).softmax(dim=1)
     mirrored = model(images.flip(-1)).flip(-1).softmax(dim=1)
-    probs = predict_probs(model, images, (6, 10), tta="flip")
+    probs = predict_probs(model, images, (6, 10), InferenceOptions(tta="flip"))
     assert not torch.allclose(direct, mirrored, atol=1e-3)
     torch.testing.assert_close(probs, (direct + mirrored) / 2)
 
 
 def test_ms_flip_visits_every_scale_of_the_base_size_with_and_without_flip():
     recorder = RecordingModel(PixelModel(CLASSES))
-    probs = predict_probs(recorder, image(7, 9), (7, 9), tta="ms-flip", scales=(0.5, 1.0, 1.5), base_size=(20, 30))
+    probs = predict_probs(recorder, image(7, 9), (7, 9), InferenceOptions(tta="ms-flip", scales=(0.5, 1.0, 1.5)), base_size=(20, 30))
     shapes = [tuple(x.shape[-2:]) for x in recorder.inputs]
     assert shapes == [(10, 15), (10, 15), (20, 30), (20, 30), (30, 45), (30, 45)]
     assert torch.equal(recorder.inputs[3], recorder.inputs[2].flip(-1))
@@ -116,8 +125,8 @@ def test_ms_flip_visits_every_scale_of_the_base_size_with_and_without_flip():
 def test_ms_flip_equals_single_scale_when_the_model_ignores_scale():
     constant = torch.ones(1, 3, 16, 24) * torch.tensor([0.3, -1.2, 0.7]).view(1, 3, 1, 1)
     for model in (PixelModel(CLASSES), GlobalColourModel()):
-        single = predict_probs(model, constant, (32, 48), tta="none")
-        multi = predict_probs(model, constant, (32, 48), tta="ms-flip")
+        single = predict_probs(model, constant, (32, 48), InferenceOptions(tta="none"))
+        multi = predict_probs(model, constant, (32, 48), InferenceOptions(tta="ms-flip"))
         assert multi.shape == (1, CLASSES, 32, 48)
         torch.testing.assert_close(multi, single, rtol=0, atol=1e-6)
 
@@ -159,5 +168,5 @@ def test_bad_inference_settings_are_refused(kwargs, message):
 
 
 def test_unknown_tta_is_refused():
-    with pytest.raises(InferenceConfigError, match="unknown tta 'rotate'"):
-        predict_probs(PixelModel(CLASSES), image(8, 8), (8, 8), tta="rotate")
+    with pytest.raises(InferenceConfigError, match="eval.tta: unknown value 'rotate'"):
+        predict_probs(PixelModel(CLASSES), image(8, 8), (8, 8), InferenceOptions(tta="rotate"))

@@ -57,12 +57,15 @@ def test_metrics_match_hand_computation():
     assert metrics.ade_score == pytest.approx((400 / 7 + 100 / 3) / 2)
 
 
-def test_to_dict_is_json_safe():
-    result = hand_built_metrics().compute().to_dict()
+def test_to_dict_is_json_safe_and_keyed_by_class_name():
+    result = hand_built_metrics().compute(["wall", "floor", "sky", "tree", "car"]).to_dict()
     text = json.dumps(result, allow_nan=False)
-    assert json.loads(text)["iou"][4] is None
-    assert result["acc"][3] is None
+    assert json.loads(text)["iou"]["car"] is None  # never present, never predicted: undefined
+    assert result["acc"]["tree"] is None
+    assert result["iou"]["floor"] == pytest.approx(200 / 3)
     assert result["miou"] == pytest.approx(100 / 3)
+    assert list(result) == ["miou", "pixel_acc", "mean_acc", "mean_dice", "ade_score", "iou", "acc", "dice"]
+    assert hand_built_metrics().compute().class_names[0] == "class_0"
 
 
 def test_accumulating_updates_equals_one_update_and_a_brute_force_count():
@@ -130,12 +133,12 @@ def test_predictions_on_ignored_pixels_are_not_checked():
 
 
 def test_format_table_lists_classes_and_summary():
-    metrics = hand_built_metrics().compute()
+    metrics = hand_built_metrics().compute(["wall", "floor", "sky", "tree", "car"])
     console = Console(record=True, width=100)
-    console.print(format_table(metrics, ["wall", "floor", "sky", "tree", "car"]))
+    console.print(format_table(metrics))
     text = console.export_text()
     assert "wall" in text and "car" in text
     assert "66.67" in text  # IoU of class 1
     assert "33.33" in text and "57.14" in text  # mIoU and pixel accuracy
     with pytest.raises(MetricInputError, match="3 class names for 5 classes"):
-        format_table(metrics, ["a", "b", "c"])
+        hand_built_metrics().compute(["a", "b", "c"])

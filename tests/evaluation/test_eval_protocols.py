@@ -7,11 +7,12 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-from eval_fakes import IGNORE, OracleModel, PixelModel, RecordingModel, block_dataset, random_dataset
+from helpers.eval_fakes import IGNORE, OracleModel, PixelModel, RecordingModel, block_dataset, random_dataset
 from PIL import Image
 from torch import nn
 
 from segrecipes.evaluation.evaluate import EvaluationError, evaluate, standard_size
+from segrecipes.evaluation.options import InferenceConfigError, InferenceOptions
 
 CLASSES = 5
 
@@ -61,7 +62,7 @@ def test_standard_protocol_scores_the_untouched_mask_at_the_original_size():
     dataset = random_dataset(SIZES, CLASSES)
     shapes, masks, on_scored = record_scored()
     recorder = RecordingModel(PixelModel(CLASSES))
-    evaluate(recorder, dataset, protocol="standard", eval_size=32, batch_size=1, on_scored=on_scored)
+    evaluate(recorder, dataset, InferenceOptions(protocol="standard", size=32, batch_size=1), on_scored=on_scored)
     assert shapes == SIZES
     for scored, (_, original) in zip(masks, dataset.samples):
         assert torch.equal(scored, original)
@@ -73,7 +74,7 @@ def test_standard_protocol_batches_images_of_the_same_size_only():
     dataset = random_dataset(SIZES, CLASSES)
     shapes, _, on_scored = record_scored()
     recorder = RecordingModel(PixelModel(CLASSES))
-    evaluate(recorder, dataset, protocol="standard", eval_size=32, batch_size=4, on_scored=on_scored)
+    evaluate(recorder, dataset, InferenceOptions(protocol="standard", size=32, batch_size=4), on_scored=on_scored)
     assert [x.shape[0] for x in recorder.inputs] == [2, 1, 1, 1]  # (64,96) x2, (96,64), (64,64), then (80,48)
     assert Counter(shapes) == Counter(SIZES)
 
@@ -82,7 +83,7 @@ def test_reference_protocol_scores_at_eval_size_in_full_batches():
     dataset = random_dataset(SIZES, CLASSES)
     shapes, _, on_scored = record_scored()
     recorder = RecordingModel(PixelModel(CLASSES))
-    evaluate(recorder, dataset, protocol="reference", eval_size=40, batch_size=4, on_scored=on_scored)
+    evaluate(recorder, dataset, InferenceOptions(protocol="reference", size=40, batch_size=4), on_scored=on_scored)
     assert shapes == [(40, 40)] * len(SIZES)
     assert [tuple(x.shape) for x in recorder.inputs] == [(4, 3, 40, 40), (1, 3, 40, 40)]
     assert all(recorder.inference_mode)
@@ -92,7 +93,7 @@ def test_reference_protocol_resizes_the_mask_like_pil_nearest():
     """The reference recipe resized PIL masks; PIL's nearest samples pixel centres."""
     dataset = random_dataset([(75, 100)], CLASSES)
     _, masks, on_scored = record_scored()
-    evaluate(PixelModel(CLASSES), dataset, protocol="reference", eval_size=64, on_scored=on_scored)
+    evaluate(PixelModel(CLASSES), dataset, InferenceOptions(protocol="reference", size=64), on_scored=on_scored)
     original = dataset.samples[0][1].to(torch.uint8).numpy()
     expected = np.array(Image.fromarray(original).resize((64, 64), Image.NEAREST))
     assert torch.equal(masks[0], torch.from_numpy(expected).long())
@@ -101,7 +102,7 @@ def test_reference_protocol_resizes_the_mask_like_pil_nearest():
 @pytest.mark.parametrize("protocol", ["reference", "standard"])
 def test_an_oracle_scores_100_percent(protocol):
     dataset = block_dataset([(64, 96), (96, 64), (64, 96), (64, 64)], CLASSES)
-    metrics = evaluate(OracleModel(dataset), dataset, protocol=protocol, eval_size=32, batch_size=3)
+    metrics = evaluate(OracleModel(dataset), dataset, InferenceOptions(protocol=protocol, size=32, batch_size=3))
     assert metrics.miou == pytest.approx(100.0)
     assert metrics.pixel_acc == pytest.approx(100.0)
 
@@ -112,7 +113,7 @@ def test_standard_protocol_with_constant_predictions_matches_a_hand_count():
     labelled = sum(int((m != IGNORE).sum()) for m in masks)
     class_zero = sum(int((m == 0).sum()) for m in masks)
     present = {c for m in masks for c in m.unique().tolist() if c != IGNORE}
-    metrics = evaluate(ConstantModel(), dataset, protocol="standard", eval_size=32)
+    metrics = evaluate(ConstantModel(), dataset, InferenceOptions(protocol="standard", size=32))
     # every labelled pixel is predicted 0: IoU_0 = |class 0| / labelled, the other present classes 0
     assert metrics.pixel_acc == pytest.approx(100 * class_zero / labelled)
     assert metrics.iou[0] == pytest.approx(100 * class_zero / labelled)
@@ -122,29 +123,28 @@ def test_standard_protocol_with_constant_predictions_matches_a_hand_count():
 def test_evaluation_restores_training_mode_and_is_independent_of_batching_and_workers():
     dataset = random_dataset(SIZES, CLASSES)
     model = PixelModel(CLASSES).train()
-    one_by_one = evaluate(model, dataset, protocol="standard", eval_size=32, batch_size=1)
+    one_by_one = evaluate(model, dataset, InferenceOptions(protocol="standard", size=32, batch_size=1))
     assert model.training
-    batched = evaluate(model, dataset, protocol="standard", eval_size=32, batch_size=3, num_workers=2)
+    batched = evaluate(model, dataset, InferenceOptions(protocol="standard", size=32, batch_size=3), num_workers=2)
     assert batched.to_dict() == one_by_one.to_dict()
 
 
 def test_tta_and_sliding_window_options_reach_the_model():
     dataset = random_dataset([(64, 96)], CLASSES)
     recorder = RecordingModel(PixelModel(CLASSES))
-    evaluate(
-        recorder, dataset, protocol="standard", eval_size=32, tta="ms-flip", scales=(1.0, 2.0),
-        mode="slide", crop_size=40, stride=30,
-    )
+    options = InferenceOptions(protocol="standard", size=32, tta="ms-flip", scales=(1.0, 2.0), mode="slide",
+                               crop_size=40, stride=30)
+    evaluate(recorder, dataset, options)
     shapes = Counter(tuple(x.shape[-2:]) for x in recorder.inputs)
-    # scale 1: 32x48 padded to 40x48 -> columns 0 and 8 (2 windows)
+    # scale 1: 32x48, shorter than the window: windows of 32x40 at columns 0 and 8
     # scale 2: 64x96 -> rows 0, 24 x columns 0, 30, 56 (6 windows); every view also flipped
-    assert shapes == Counter({(40, 40): 2 * 2 + 6 * 2})
+    assert shapes == Counter({(32, 40): 2 * 2, (40, 40): 6 * 2})
 
 
 def test_bad_protocol_and_samples_are_refused():
     dataset = random_dataset([(16, 16)], CLASSES)
-    with pytest.raises(EvaluationError, match="unknown eval protocol 'zoo'"):
-        evaluate(PixelModel(CLASSES), dataset, protocol="zoo")
+    with pytest.raises(InferenceConfigError, match="eval.protocol: unknown value 'zoo'"):
+        evaluate(PixelModel(CLASSES), dataset, InferenceOptions(protocol="zoo"))
     dataset.samples[0] = (dataset.samples[0][0], torch.zeros(8, 8, dtype=torch.long))
     with pytest.raises(EvaluationError, match=r"image \(3, 16, 16\) and mask \(8, 8\)"):
-        evaluate(PixelModel(CLASSES), dataset, protocol="standard", eval_size=16)
+        evaluate(PixelModel(CLASSES), dataset, InferenceOptions(protocol="standard", size=16))

@@ -7,6 +7,7 @@ import copy
 import torch
 from torch import nn
 
+from segrecipes.methods import StepContext
 from segrecipes.methods.channels_last import ChannelsLast
 
 
@@ -17,8 +18,9 @@ def test_model_and_batch_become_channels_last_with_equal_outputs():
     images, target = torch.randn(2, 3, 9, 11), torch.randint(0, 4, (2, 9, 11))
 
     hook = ChannelsLast()
-    converted = hook.prepare_model(model)
-    new_images, new_target = hook.transform_batch(images, target)
+    context = StepContext(1, 0, 0.0, model)
+    converted = hook.prepare_model(context, model)
+    new_images, new_target = hook.transform_batch(context, images, target)
 
     assert converted is model
     conv_weights = [p for p in converted.parameters() if p.dim() == 4]

@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from segrecipes.config import ConfigError, EMAConfig
-from segrecipes.methods.ema import EMA, ema_update
+from segrecipes.errors import ConfigError
+from segrecipes.functional import compute_ema
+from segrecipes.methods import EMA, StepContext
 
 
 def tiny_model() -> nn.Module:
@@ -45,14 +46,14 @@ def closed_form(snapshots: dict[int, dict[str, torch.Tensor]], update_steps: lis
 def test_ema_matches_closed_form_with_interval_and_buffers(interval, steps, update_steps):
     model = tiny_model()
     smoothing = 0.7
-    ema = EMA(smoothing, update_interval=interval)
+    ema = EMA(smoothing=smoothing, update_interval=interval)
     snapshots = {}
     for step in range(1, steps + 1):
         snapshots[step] = set_weights_for_step(model, step)
-        ema.after_step(model, step)
+        ema.update(model, step)
 
     expected = closed_form(snapshots, update_steps, smoothing)
-    averaged = ema.eval_model(model).state_dict()
+    averaged = ema.module.state_dict()
     for name, value in expected.items():
         if name.endswith("num_batches_tracked"):
             # integer buffers are copied at update steps, never averaged
@@ -66,11 +67,13 @@ def test_ema_matches_closed_form_with_interval_and_buffers(interval, steps, upda
 
 def test_copy_starts_after_first_step_and_is_frozen():
     model = tiny_model()
-    ema = EMA(0.9, update_interval=1)
-    assert ema.eval_model(model) is model  # nothing to average before the first step
+    ema = EMA(smoothing=0.9, update_interval=1)
+    context = StepContext(0, 0, 0.0, model)
+    assert ema.module is None and ema.eval_model(context, model) is model  # nothing to average before step 1
     first = set_weights_for_step(model, 1)
-    ema.after_step(model, 1)
-    copy = ema.eval_model(model)
+    ema.after_step(StepContext(1, 0, 0.1, model))  # the trainer's hook is update(context.model, context.step)
+    copy = ema.eval_model(context, model)
+    assert copy is ema.module
     assert copy is not model and not copy.training
     assert all(not p.requires_grad for p in copy.parameters())
     for name, value in copy.state_dict().items():
@@ -81,74 +84,96 @@ def test_copy_starts_after_first_step_and_is_frozen():
         torch.testing.assert_close(value.double(), first[name], rtol=0, atol=0)
 
 
-def test_ema_update_is_lerp_towards_model():
-    ema_tensors = [torch.tensor([1.0, 2.0]), torch.tensor([[4.0]], dtype=torch.float64)]
-    model_tensors = [torch.tensor([3.0, 0.0]), torch.tensor([[0.0]], dtype=torch.float64)]
-    ema_update(ema_tensors, model_tensors, 0.75)
-    torch.testing.assert_close(ema_tensors[0], torch.tensor([1.5, 1.5]))
-    torch.testing.assert_close(ema_tensors[1], torch.tensor([[3.0]], dtype=torch.float64))
+class Pair(nn.Module):
+    def __init__(self, weight: list[float], mean: list[float], count: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.tensor(weight))
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float64))
+        self.register_buffer("count", torch.tensor(count))
+
+
+def test_compute_ema_is_a_lerp_of_parameters_and_buffers_towards_the_model():
+    ema, model = Pair([1.0, 2.0], [4.0], 1), Pair([3.0, 0.0], [0.0], 7)
+    compute_ema(model, ema, smoothing=0.75)  # ema = 0.75 * ema + 0.25 * model
+    torch.testing.assert_close(ema.weight.detach(), torch.tensor([1.5, 1.5]))
+    torch.testing.assert_close(ema.mean, torch.tensor([3.0], dtype=torch.float64))
+    assert ema.count.item() == 7  # integer buffers are copied
+    assert model.weight.tolist() == [3.0, 0.0]
 
 
 def test_smoothing_from_half_life_matches_recipes():
-    mild = EMA.from_config(EMAConfig(enabled=True, half_life=1000, update_interval=10))
-    hot = EMA.from_config(EMAConfig(enabled=True, half_life=2000, update_interval=1))
+    mild = EMA(half_life=1000, update_interval=10)
+    hot = EMA(half_life=2000, update_interval=1)
     assert mild.smoothing == pytest.approx(0.99309, abs=5e-6)
     assert hot.smoothing == pytest.approx(0.99965, abs=5e-6)
     assert mild.update_interval == 10
 
 
+def test_a_model_given_at_construction_is_copied_at_once_as_timm_does():
+    model = tiny_model()
+    start = set_weights_for_step(model, 0)
+    ema = EMA(model, smoothing=0.5)
+    first = set_weights_for_step(model, 1)
+    ema.update(model, 1)  # the copy exists: step 1 already averages
+    for name, value in ema.module.state_dict().items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value.double(), 0.5 * start[name] + 0.5 * first[name], msg=name)
+
+
 def test_copy_keeps_channels_last():
     model = tiny_model().to(memory_format=torch.channels_last)
-    ema = EMA(0.5, update_interval=1)
+    ema = EMA(smoothing=0.5, update_interval=1)
     set_weights_for_step(model, 1)
-    ema.after_step(model, 1)
+    ema.update(model, 1)
     set_weights_for_step(model, 2)
-    ema.after_step(model, 2)
-    assert ema.eval_model(model)[0].weight.is_contiguous(memory_format=torch.channels_last)
+    ema.update(model, 2)
+    assert ema.module[0].weight.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_resume_from_state_dict_continues_exactly():
     smoothing, interval = 0.6, 2
     model = tiny_model()
-    uninterrupted = EMA(smoothing, interval)
+    uninterrupted = EMA(smoothing=smoothing, update_interval=interval)
     for step in range(1, 8):
         set_weights_for_step(model, step)
-        uninterrupted.after_step(model, step)
+        uninterrupted.update(model, step)
 
     model = tiny_model()
-    first_run = EMA(smoothing, interval)
+    first_run = EMA(smoothing=smoothing, update_interval=interval)
     for step in range(1, 5):
         set_weights_for_step(model, step)
-        first_run.after_step(model, step)
+        first_run.update(model, step)
     checkpoint = first_run.state_dict()
     # the checkpoint holds the averaged weights, not the training weights
     assert not torch.equal(checkpoint["ema_model"]["0.weight"], model.state_dict()["0.weight"])
 
-    resumed = EMA(smoothing, interval)
+    resumed = EMA(smoothing=smoothing, update_interval=interval)
     resumed.load_state_dict(checkpoint)
-    torch.testing.assert_close(resumed.eval_model(model).state_dict()["0.weight"], checkpoint["ema_model"]["0.weight"])
+    evaluated = resumed.eval_model(StepContext(4, 0, 0.5, model), model)
+    torch.testing.assert_close(evaluated.state_dict()["0.weight"], checkpoint["ema_model"]["0.weight"])
     for step in range(5, 8):
         set_weights_for_step(model, step)
-        resumed.after_step(model, step)
-    for name, value in uninterrupted.ema_model.state_dict().items():
-        torch.testing.assert_close(resumed.ema_model.state_dict()[name], value, rtol=0, atol=0)
+        resumed.update(model, step)
+    for name, value in uninterrupted.module.state_dict().items():
+        torch.testing.assert_close(resumed.module.state_dict()[name], value, rtol=0, atol=0)
 
 
 def test_resume_applies_update_on_first_step_seen():
     model = tiny_model()
-    ema = EMA(0.5, update_interval=1)
+    ema = EMA(smoothing=0.5, update_interval=1)
     set_weights_for_step(model, 1)
-    ema.after_step(model, 1)
+    ema.update(model, 1)
     checkpoint = {"ema_model": {k: v.clone() for k, v in ema.state_dict()["ema_model"].items()}}
-    resumed = EMA(0.5, update_interval=1)
+    resumed = EMA(smoothing=0.5, update_interval=1)
     resumed.load_state_dict(checkpoint)
     current = set_weights_for_step(model, 2)
-    resumed.after_step(model, 2)
+    resumed.update(model, 2)
     expected = 0.5 * checkpoint["ema_model"]["0.weight"].double() + 0.5 * current["0.weight"]
-    torch.testing.assert_close(resumed.ema_model.state_dict()["0.weight"].double(), expected)
+    torch.testing.assert_close(resumed.module.state_dict()["0.weight"].double(), expected)
 
 
-@pytest.mark.parametrize("kwargs", [{"smoothing": 1.0}, {"smoothing": 0.9, "update_interval": 0}])
+@pytest.mark.parametrize("kwargs", [{"smoothing": 1.0}, {"smoothing": 0.9, "update_interval": 0}, {},
+                                    {"smoothing": 0.9, "half_life": 10}, {"half_life": -1}])
 def test_bad_arguments_are_refused(kwargs):
     with pytest.raises(ConfigError):
         EMA(**kwargs)

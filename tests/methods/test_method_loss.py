@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from segrecipes.config import ConfigError, LossConfig
+from segrecipes.errors import ConfigError
 from segrecipes.methods.loss import SegmentationLoss, dice_loss, index_cross_entropy, soft_cross_entropy
 
 IGNORE = 255
@@ -138,7 +138,7 @@ def test_no_labelled_pixels_gives_zero_not_nan():
 
 def test_reference_weighting_combines_ce_and_dice():
     logits = logits_from_probs(HAND_PROBS)
-    loss = SegmentationLoss.from_config(LossConfig(ce_weight=0.375, dice_weight=1.125), ignore_index=IGNORE)
+    loss = SegmentationLoss.named("dice_ce", ignore_index=IGNORE)
     assert loss(logits, HAND_TARGET).item() == pytest.approx(0.375 * HAND_CE + 1.125 * HAND_DICE, abs=1e-6)
     assert SegmentationLoss()(logits, HAND_TARGET).item() == pytest.approx(HAND_CE, abs=1e-6)
     assert SegmentationLoss(0.0, 1.0)(logits, HAND_TARGET).item() == pytest.approx(HAND_DICE, abs=1e-6)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
-from segrecipes.config import ConfigError, MixUpConfig
-from segrecipes.methods.mixup import MixUp, mixup_segmentation
+from segrecipes.errors import ConfigError
+from segrecipes.methods import MixUp, StepContext
+from segrecipes.methods.mixup import mixup_segmentation
 
 IGNORE = 255
 NUM_CLASSES = 4
@@ -99,8 +101,8 @@ def test_dense_target_is_mixed_with_the_same_permutation():
 def test_hook_returns_dense_target():
     images, target = batch(4)
     torch.manual_seed(0)
-    hook = MixUp.from_config(MixUpConfig(enabled=True, alpha=0.2), num_classes=NUM_CLASSES, ignore_index=IGNORE)
-    mixed, dense = hook.transform_batch(images, target)
+    hook = MixUp(num_classes=NUM_CLASSES, alpha=0.2, ignore_index=IGNORE)
+    mixed, dense = hook.transform_batch(StepContext(1, 0, 0.0, nn.Identity()), images, target)
     assert mixed.shape == images.shape and dense.shape == (5, NUM_CLASSES, 3, 4)
     assert dense.sum(1).max() <= 1.0 + 1e-6
 

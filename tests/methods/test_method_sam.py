@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from segrecipes.config import ConfigError
-from segrecipes.engine.hooks import StepContext
-from segrecipes.methods.sam import SAM, sam_step
+from segrecipes.errors import ConfigError
+from segrecipes.methods import SAM, StepContext, StepTools, sam_step
+from segrecipes.optim import SGDW
 
 RHO = 0.3
 
@@ -76,8 +76,8 @@ def test_sam_step_matches_manual_two_pass():
         loss_at_start = F.cross_entropy(model(inputs), labels)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     compute = GradComputer(model, inputs, labels)
-    loss, stepped = sam_step(compute, optimizer, RHO)
-    assert stepped
+    loss, skipped = sam_step(compute, optimizer, RHO)
+    assert skipped.dtype == torch.bool and not skipped
     assert compute.calls == [False, True]  # first pass without DDP sync, second with
     torch.testing.assert_close(loss, loss_at_start)  # the reported loss is the one at w, not at w + e
     assert_weights(model, expected)
@@ -96,23 +96,44 @@ def test_grad_scaler_unscales_before_perturbing():
 
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
-    loss, stepped = sam_step(GradComputer(model, inputs, labels, scaler), optimizer, RHO, scaler, epsilon)
-    assert stepped and scaler.get_scale() == 2.0**12
+    loss, skipped = sam_step(GradComputer(model, inputs, labels, scaler), optimizer, RHO, scaler, epsilon)
+    assert not skipped and scaler.get_scale() == 2.0**12
     assert_weights(model, expected, atol=1e-5)
 
 
+OPTIMIZERS = {
+    "sgdw (skips on the device)": lambda params: SGDW(params, lr=0.5, momentum=0.9, weight_decay=0.1),
+    "torch sgd (skipped from the host)": lambda params: torch.optim.SGD(params, lr=0.5, momentum=0.9),
+}
+
+
+@pytest.mark.parametrize("make_optimizer", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())
 @pytest.mark.parametrize("overflow_on_call", [1, 2])
-def test_overflow_in_either_pass_skips_and_leaves_weights_exact(overflow_on_call):
+def test_overflow_in_either_pass_skips_and_leaves_weights_exact(overflow_on_call, make_optimizer):
     model, inputs, labels = make_problem()
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    optimizer = make_optimizer(model.parameters())
     compute = GradComputer(model, inputs, labels, scaler, overflow_on_call=overflow_on_call)
-    _, stepped = sam_step(compute, optimizer, RHO, scaler)
-    assert not stepped
-    assert len(compute.calls) == overflow_on_call  # an overflow in the first pass skips the second
+    _, skipped = sam_step(compute, optimizer, RHO, scaler)
+    assert skipped
+    assert compute.calls == [False, True]  # decided on the device: the second pass runs, then is discarded
     assert scaler.get_scale() == 2.0**11
-    assert not optimizer.state  # the base optimizer never stepped
+    assert not any(torch.count_nonzero(buffer) for state in optimizer.state.values() for buffer in state.values())
+    for name, param in model.named_parameters():
+        assert torch.equal(param.detach(), before[name]), name
+
+
+@pytest.mark.parametrize("make_optimizer", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())
+@pytest.mark.parametrize("overflow_on_call", [1, 2])
+def test_without_a_scaler_a_non_finite_pass_skips_the_step_too(overflow_on_call, make_optimizer):
+    """Bug: fp32 and bf16 (no grad scaler) SAM stepped into NaN weights and never reported it."""
+    model, inputs, labels = make_problem()
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    optimizer = make_optimizer(model.parameters())
+    _, skipped = sam_step(GradComputer(model, inputs, labels, overflow_on_call=overflow_on_call), optimizer, RHO)
+    assert skipped
+    assert not any(torch.count_nonzero(buffer) for state in optimizer.state.values() for buffer in state.values())
     for name, param in model.named_parameters():
         assert torch.equal(param.detach(), before[name]), name
 
@@ -123,7 +144,7 @@ def run_trainer_steps(method: SAM, model, inputs, labels, optimizer, scheduler, 
     for step in range(1, steps + 1):
         lrs.append(optimizer.param_groups[0]["lr"])
         compute = GradComputer(model, inputs, labels)
-        if method.optimizer_step(StepContext(step, model, optimizer, None, compute)) is None:
+        if method.optimizer_step(StepContext(step, 0, 0.0, model), StepTools(compute, optimizer, None)) is None:
             compute(True)
             optimizer.step()
         scheduler.step()
@@ -148,9 +169,9 @@ def test_interval_leaves_other_steps_to_the_trainer():
     results = []
     for step in (1, 2, 3, 4):
         compute = GradComputer(model, inputs, labels)
-        results.append(method.optimizer_step(StepContext(step, model, optimizer, None, compute)))
+        results.append(method.optimizer_step(StepContext(step, 0, 0.0, model), StepTools(compute, optimizer, None)))
     assert results[0] is None and results[2] is None
-    assert results[1][1] is True and results[3][1] is True
+    assert not results[1].skipped and not results[3].skipped
 
 
 def test_bad_arguments_are_refused():
@@ -160,6 +181,18 @@ def test_bad_arguments_are_refused():
         SAM(interval=0)
 
 
+class AllReducingGradComputer(GradComputer):
+    """What DDP does: the synchronized pass averages the gradients over the ranks."""
+
+    def __call__(self, sync: bool) -> torch.Tensor:
+        loss = super().__call__(sync)
+        if sync:
+            for param in self.model.parameters():
+                dist.all_reduce(param.grad)
+                param.grad /= dist.get_world_size()
+        return loss
+
+
 def _distributed_worker(rank: int, folder: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{folder}/init", rank=rank, world_size=2)
     model, inputs, labels = make_problem()
@@ -167,16 +200,16 @@ def _distributed_worker(rank: int, folder: str) -> None:
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     # only rank 0 overflows in the (unsynchronized) first pass
-    compute = GradComputer(model, inputs, labels, scaler, overflow_on_call=1 if rank == 0 else None)
-    _, stepped = sam_step(compute, optimizer, RHO, scaler)
+    compute = AllReducingGradComputer(model, inputs, labels, scaler, overflow_on_call=1 if rank == 0 else None)
+    _, skipped = sam_step(compute, optimizer, RHO, scaler)
     unchanged = all(torch.equal(p.detach(), b) for p, b in zip(model.parameters(), before))
-    torch.save((stepped, unchanged, scaler.get_scale(), len(compute.calls)), f"{folder}/rank{rank}.pt")
+    torch.save((bool(skipped), unchanged, scaler.get_scale(), len(compute.calls)), f"{folder}/rank{rank}.pt")
     dist.destroy_process_group()
 
 
 @pytest.mark.slow
 def test_ranks_agree_on_first_pass_overflow(tmp_path: Path):
     mp.spawn(_distributed_worker, args=(str(tmp_path),), nprocs=2)
-    expected = (False, True, 2.0**11, 1)
+    expected = (True, True, 2.0**11, 2)
     assert torch.load(tmp_path / "rank0.pt") == expected
     assert torch.load(tmp_path / "rank1.pt") == expected  # rank 1's own gradients were finite, yet it skipped too

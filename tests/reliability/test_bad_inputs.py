@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from bad_data import folder_dataset
+from helpers.bad_data import folder_dataset
 
 from segrecipes.cli.main import main
 

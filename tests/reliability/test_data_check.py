@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from bad_data import (
+from helpers.bad_data import (
     folder_dataset,
     write_image,
     write_mask,

@@ -33,7 +33,7 @@ def _command(run_dir: Path) -> list[str]:
 
 def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     _, state = latest_checkpoint(run_dir)
-    assert state["progress"]["step"] == 14
+    assert state["clock"]["step"] == 14
     return {**state["model"], **{f"eval.{k}": v for k, v in state["eval_model"].items()}}
 
 
@@ -58,7 +58,7 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted(tmp_path) -
             kills += 1
         process.wait()
         _, state = latest_checkpoint(killed)  # always a loadable checkpoint after a kill
-        assert state["progress"]["step"] >= 1
+        assert state["clock"]["step"] >= 1
     assert kills >= 1
     subprocess.run(_command(killed), check=True, env=ENV, capture_output=True, timeout=600)
 

@@ -46,6 +46,9 @@ def rebuild_trained_model(
 def load_trained_model(path: Path | str, device: torch.device | str = "cpu") -> TrainedModel:
     """The evaluation weights (EMA where the run used it) of a run folder's newest checkpoint or a file."""
     source, state = resolve_checkpoint(path)
+    if state["config"] is None:
+        raise CheckpointError(f"{source}: written by a run without a config (the Python API); load its "
+                              "'eval_model' (or 'model') weights into your own network")
     data = state["data"]
     weights = state.get("eval_model") or state["model"]
     return rebuild_trained_model(build_config(state["config"], str(source)), list(data["class_names"]),

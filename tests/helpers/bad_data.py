@@ -60,9 +60,10 @@ def write_truncated_jpeg(path: Path, size: int = 16) -> Path:
 
 
 def folder_dataset(root: Path, classes: int, train: dict[str, str] | None = None, size: int = 32,
-                   train_images: int = 4, val_images: int = 2) -> Path:
-    """A folder:PATH dataset of ``size``-pixel pairs with valid labels 0..classes-1, then the
-    defects of ``train`` applied: ``{"stem": "rgb-mask" | "no-mask" | "corrupt-image"}``."""
+                   train_images: int = 4, val_images: int = 2, val: dict[str, str] | None = None) -> Path:
+    """A folder:PATH dataset of ``size``-pixel pairs with valid labels 0..classes-1, then the defects
+    of ``train`` and ``val`` applied: ``{"stem": "rgb-mask" | "no-mask" | "corrupt-image" | "bad-label"}``
+    (``bad-label``: a few pixels of value ``classes``, which is no class)."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "classes.txt").write_text("\n".join(f"class{index}" for index in range(classes)) + "\n")
     labels = (np.arange(size * size).reshape(size, size) // (size * size // classes)).clip(max=classes - 1)
@@ -70,14 +71,19 @@ def folder_dataset(root: Path, classes: int, train: dict[str, str] | None = None
         for index in range(count):
             write_image(root / "images" / split / f"{split}{index}.jpg", size, size)
             write_mask(root / "masks" / split / f"{split}{index}.png", labels)
-    for stem, defect in (train or {}).items():
-        image, mask = root / "images" / "train" / f"{stem}.jpg", root / "masks" / "train" / f"{stem}.png"
-        write_image(image, size, size)
-        if defect == "rgb-mask":
-            write_mask(mask, labels, mode="RGB")
-        elif defect == "corrupt-image":
-            write_truncated_jpeg(image, size)
-            write_mask(mask, labels)
-        elif defect != "no-mask":
-            raise ValueError(f"unknown defect {defect!r}")
+    for split, defects in (("train", train or {}), ("val", val or {})):
+        for stem, defect in defects.items():
+            image, mask = root / "images" / split / f"{stem}.jpg", root / "masks" / split / f"{stem}.png"
+            write_image(image, size, size)
+            if defect == "rgb-mask":
+                write_mask(mask, labels, mode="RGB")
+            elif defect == "corrupt-image":
+                write_truncated_jpeg(image, size)
+                write_mask(mask, labels)
+            elif defect == "bad-label":
+                bad = labels.copy()
+                bad[-2:, -3:] = classes
+                write_mask(mask, bad)
+            elif defect != "no-mask":
+                raise ValueError(f"unknown defect {defect!r}")
     return root

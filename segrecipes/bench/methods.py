@@ -1,0 +1,94 @@
+"""Each training method's cost as a ratio to a plain cross-entropy step, measured in one run.
+
+Every variant is a real Trainer (same model, seed and synthetic batch); blocks of steps of all
+variants are interleaved in a random order per round and each round's block times are divided by
+that round's plain block, so machine-load drift cancels (see interleave.py). Blocks are a multiple of
+10 steps, so "EMA every 10 batches" and "SAM every 2nd step" do their share of work in every block.
+The class count matters: Dice's per-class statistics and MixUp's dense target grow with it, so
+``classes=150`` measures what ADE20k costs.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from segrecipes.bench.driver import bench_config, bench_trainer, synthetic_batch
+from segrecipes.bench.interleave import interleaved_seconds
+from segrecipes.config import ConfigError, load_config
+
+PLAIN = "plain step (CE)"
+STEPS_MULTIPLE = 10
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    methods: tuple[str, ...] = ()
+    overrides: tuple[str, ...] = ()
+    target: float | None = None  # the most this variant may cost, as a ratio to the plain step
+
+
+VARIANTS = (
+    Variant(PLAIN),
+    Variant("EMA every 10 batches", ("ema",), ("ema.update_interval=10",), 1.02),
+    Variant("EMA every batch", ("ema",), ("ema.update_interval=1",), 1.03),
+    Variant("Dice+CE", (), ("loss.name=dice_ce",), 1.05),
+    Variant("MixUp (CE)", ("mixup",), (), 1.05),
+    Variant("MixUp+Dice+CE", ("mixup",), ("loss.name=dice_ce",), 1.08),
+    Variant("SAM every 2nd step", ("sam",), ("sam.interval=2",), 1.52),
+    Variant("SAM every step", ("sam",), ("sam.interval=1",), 2.03),
+)
+
+
+@dataclass
+class MethodCost:
+    name: str
+    ms_per_step: float  # median over rounds
+    ratio: float  # median over rounds of (this block / the plain block)
+    ratio_min: float
+    ratio_max: float
+    target: float | None
+
+    @property
+    def within(self) -> bool | None:
+        return None if self.target is None else self.ratio <= self.target
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "within": self.within}
+
+
+def measure_method_costs(
+    base_overrides: Sequence[str], image_size: int, batch_size: int, rounds: int, steps: int,
+    variants: Sequence[Variant] = VARIANTS,
+) -> tuple[list[MethodCost], torch.device]:
+    """The cost of every variant on the model of ``base_overrides``; the first variant is the reference."""
+    if steps % STEPS_MULTIPLE:
+        raise ConfigError(f"bench methods: --steps must be a multiple of {STEPS_MULTIPLE}, got {steps}")
+    blocks = {}
+    device = torch.device("cpu")
+    for variant in variants:
+        config = load_config(None, None, [*base_overrides, *variant.overrides], list(variant.methods))
+        config = bench_config(config, image_size, batch_size)
+        trainer = bench_trainer(config)
+        images, target = synthetic_batch(trainer, image_size, torch.Generator().manual_seed(0))  # one batch for all
+        device = trainer.device
+
+        def step(trainer=trainer, images=images, target=target) -> None:
+            trainer.step(images, target)
+
+        for _ in range(steps):  # warm-up, and EMA's first copy; keeps blocks aligned to 10 steps
+            step()
+        blocks[variant.name] = step
+    seconds = interleaved_seconds(blocks, rounds, steps, device)
+    plain = seconds[variants[0].name]
+    costs = []
+    for variant in variants:
+        ratios = [mine / theirs for mine, theirs in zip(seconds[variant.name], plain)]
+        costs.append(MethodCost(variant.name, 1000 * statistics.median(seconds[variant.name]) / steps,
+                                statistics.median(ratios), min(ratios), max(ratios), variant.target))
+    return costs, device

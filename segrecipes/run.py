@@ -1,0 +1,141 @@
+"""The composition root: the one place where a :class:`~segrecipes.config.RunConfig` becomes objects.
+
+``build_trainer(config, run_dir)`` builds the datasets (and checks them), the model, the methods, the
+loss, the optimizer, the schedule and the evaluation settings, and hands them to a
+:class:`~segrecipes.engine.trainer.Trainer`. Everything below this module takes plain components, so
+the same trainer and methods serve someone's own model and data without a config.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Subset
+
+from segrecipes.config import EMAConfig, OptimizerConfig, RunConfig
+from segrecipes.data.augmented import AugmentedDataset
+from segrecipes.data.check import training_checks
+from segrecipes.data.spec import SPLITS, RawDataset, build_raw_dataset, parse_data_spec, train_transform
+from segrecipes.engine.clock import Clock
+from segrecipes.engine.distributed import DistInfo, barrier, init_distributed
+from segrecipes.engine.settings import TrainSettings
+from segrecipes.engine.trainer import Trainer
+from segrecipes.evaluation.options import InferenceOptions
+from segrecipes.methods import EMA, SAM, ChannelsLast, Method, MixUp, SegmentationLoss
+from segrecipes.models.factory import build_model
+from segrecipes.optim import SGDW, LRSchedule
+
+__all__ = ["build_trainer", "inference_options", "train_settings"]
+
+
+def build_trainer(
+    config: RunConfig,
+    run_dir: Path | str | None,
+    resume: dict[str, Any] | None = None,
+    dist: DistInfo | None = None,
+    extra_methods: Sequence[Method] = (),
+) -> Trainer:
+    """A trainer for ``config`` writing to ``run_dir`` (None: nothing written), continuing the
+    checkpoint ``resume`` when given; ``extra_methods`` (your own) run beside the config's. Bad data
+    is refused here, before the first step."""
+    dist = dist or init_distributed(config.train.device)
+    torch.manual_seed(config.train.seed)  # the model's initial weights do not depend on the rank
+    train_raw, val_raw, class_names, ignore_index = _checked_datasets(config, dist)
+    model = build_model(config.model, len(class_names))
+    optimizer = build_optimizer(config.optimizer, model)
+    settings = train_settings(config)
+    train_data = AugmentedDataset(train_raw, train_transform(config.data))
+    trainer = Trainer(
+        model, SegmentationLoss.named(config.loss.name, ignore_index, config.loss.ce_weight, config.loss.dice_weight),
+        optimizer, train_data, settings,
+        val_data=val_raw, methods=[*build_methods(config, len(class_names), ignore_index), *extra_methods],
+        lr_schedule=_lr_schedule(config, len(train_data)), inference=inference_options(config),
+        class_names=class_names, ignore_index=ignore_index, run_dir=run_dir, config=config.to_dict(), dist=dist,
+    )
+    if resume is not None:
+        trainer.load_state_dict(resume)
+    return trainer
+
+
+def train_settings(config: RunConfig) -> TrainSettings:
+    """The ``train`` section, plus the data-loader settings of the ``data`` section."""
+    data = config.data
+    return TrainSettings(**dict(config.train), num_workers=data.num_workers, pin_memory=data.pin_memory,
+                         persistent_workers=data.persistent_workers)
+
+
+def inference_options(config: RunConfig) -> InferenceOptions:
+    """The ``eval`` section (and the protocol size ``data.eval_size``): how every evaluation runs."""
+    section = config.eval
+    return InferenceOptions(protocol=section.protocol, size=config.data.eval_size, tta=section.tta,
+                            scales=tuple(section.scales), mode=section.mode, crop_size=section.crop_size,
+                            stride=section.stride, batch_size=section.batch_size)
+
+
+def build_methods(config: RunConfig, num_classes: int, ignore_index: int) -> list[Method]:
+    """One method per enabled section."""
+    builders = {
+        "ema": lambda: _ema(config.ema),
+        "channels_last": ChannelsLast,
+        "mixup": lambda: MixUp(num_classes, config.mixup.alpha, ignore_index),
+        "sam": lambda: SAM(config.sam.rho, config.sam.interval, config.sam.epsilon),
+    }
+    return [builders[name]() for name in config.enabled_methods()]
+
+
+def _ema(section: EMAConfig) -> EMA:
+    if section.smoothing is not None:
+        return EMA(smoothing=section.smoothing, update_interval=section.update_interval)
+    return EMA(half_life=section.half_life, update_interval=section.update_interval)
+
+
+def build_optimizer(section: OptimizerConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """SGDW (decoupled decay, the reference), SGD with coupled decay, or AdamW; all skip non-finite
+    steps on the device (fused kernels)."""
+    params = [param for param in model.parameters() if param.requires_grad]
+    if section.name == "sgdw":
+        return SGDW(params, section.lr, section.momentum, section.weight_decay, section.nesterov)
+    if section.name == "sgd":
+        return SGDW(params, section.lr, section.momentum, nesterov=section.nesterov,
+                    coupled_weight_decay=section.weight_decay)
+    return torch.optim.AdamW(params, lr=section.lr, weight_decay=section.weight_decay, fused=True)
+
+
+def _lr_schedule(config: RunConfig, train_samples: int) -> LRSchedule:
+    section, batch = config.schedule, config.train.global_batch_size
+    clock = Clock(config.train.duration, max(1, train_samples // batch), batch)
+    return LRSchedule(section.name, clock.fraction_of_run(section.warmup), section.power, section.final_lr_ratio)
+
+
+Split = RawDataset | Subset
+
+
+def _checked_datasets(config: RunConfig, dist: DistInfo) -> tuple[Split, Split, list[str], int]:
+    """Both splits, their class names and ignore index, after the files were checked (headers, and
+    every mask's values: cached). A problem ends the run here, or with ``data.skip_bad`` its pairs are
+    left out and counted. Rank 0 checks first and fills the cache; the other ranks then read it."""
+    data = config.data
+    splits: dict[str, Split] = {split: build_raw_dataset(data, split) for split in SPLITS}
+    names, ignore_index = list(splits["train"].class_names), splits["train"].ignore_index
+    if data.check and parse_data_spec(data.spec)[1] is not None:
+        if not dist.is_main:
+            barrier()
+        try:
+            report = training_checks(data)
+        finally:
+            if dist.is_main:
+                barrier()
+        if not data.skip_bad:
+            report.raise_if_errors()
+        for split, raw in splits.items():
+            bad = set(report.bad_indices(split))
+            if bad:
+                splits[split] = Subset(raw, [index for index in range(len(raw)) if index not in bad])
+                warnings.warn(f"data.skip_bad: the {split} split without {len(bad)} bad file(s) of {data.spec}",
+                              stacklevel=3)
+    return splits["train"], splits["val"], names, ignore_index
