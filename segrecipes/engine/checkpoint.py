@@ -132,6 +132,20 @@ def all_finite(model: nn.Module) -> bool:
     return bool(torch.stack([torch.isfinite(tensor).all() for tensor in tensors]).all()) if tensors else True
 
 
+TorchRNG = tuple[torch.Tensor, torch.Tensor | None]
+
+
+def torch_rng_state(device: torch.device) -> TorchRNG:
+    """What a training step draws from (dropout): torch's CPU generator, and ``device``'s on a GPU."""
+    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+
+def set_torch_rng_state(state: TorchRNG, device: torch.device) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
 def rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {
         "python": list(random.getstate()[1]),

@@ -12,8 +12,11 @@ from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
+from segrecipes.engine.checkpoint import set_torch_rng_state, torch_rng_state
 from segrecipes.engine.distributed import is_distributed
+from segrecipes.engine.skips import BufferGuard
 
 # BatchNorm (the image-pool branch sees a 1x1 map) cannot train on one image
 MIN_MICROBATCH = 2
@@ -43,3 +46,29 @@ def agree_on_smallest(size: int, device: torch.device) -> int:
     tensor = torch.tensor(size, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
     return int(tensor.item())
+
+
+def probe_microbatch(
+    model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], images: torch.Tensor,
+    target: torch.Tensor, start: int, amp_dtype: torch.dtype | None, buffers: BufferGuard,
+) -> int:
+    """The microbatch all ranks can run on the GPU: forward and backward of ``start``, ``start // 2``...
+    copies of one normalized sample (``images`` (3, H, W), ``target``) through the bare ``model``. The
+    model's buffers (saved and restored by ``buffers``), gradients and the random state are left as
+    they were."""
+    device = images.device
+    rng = torch_rng_state(device)
+    buffers.save()
+
+    def attempt(size: int) -> None:
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = model(images.expand(size, *images.shape))
+        loss_fn(logits, target.expand(size, *target.shape)).backward()
+        model.zero_grad(set_to_none=True)
+
+    try:
+        return agree_on_smallest(largest_fitting(attempt, start), device)
+    finally:
+        model.zero_grad(set_to_none=True)
+        buffers.restore()
+        set_torch_rng_state(rng, device)

@@ -4,26 +4,13 @@ A step: move the batch to the device (uint8 images are normalized there), let th
 it, set the learning rate from the fraction of the run done, compute gradients over the per-device
 microbatches, take the optimizer step (or let a method such as SAM take it), then call every
 method's ``after_step``. Evaluation, checkpoints and logging happen between steps. Everything a
-resume needs (weights, optimizer, scaler, methods, RNG, the clock) is saved, so a resumed CPU run
-continues bit for bit.
-
-Host-device synchronizations left in the loop, and why:
-
-* logging steps (every ``log_interval``) read the loss and the non-finite streak: that is when a
-  diverged run is stopped, so at most ``log_interval`` further steps are skipped before it ends;
-* evaluations and checkpoints read metrics and check the weights are finite, by nature;
-* an optimizer that cannot skip a step on the device (not SGDW, torch's fused SGD/AdamW) makes
-  :func:`~segrecipes.optim.optimizer_step` read the non-finite flag on every step.
-
-Everything else stays on the device: skipping a non-finite step (and restoring the BatchNorm
-statistics), the grad scaler's decision, SAM's checks, the streak count. Under DDP the stop-signal
-check is an all-reduce of a CPU number each step (gloo), not a GPU synchronization.
+resume needs is saved, so a resumed CPU run continues bit for bit. Nothing in a step reads a value
+back from the device (see the engine's package docstring for the synchronizations there are).
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -37,17 +24,17 @@ from torch.utils.data import Dataset
 from segrecipes.data.loader import build_train_loader
 from segrecipes.data.normalize import normalize
 from segrecipes.data.sampler import TrainSampler
-from segrecipes.engine.buffers import BufferGuard
-from segrecipes.engine.checkpoint import BEST, CheckpointError, all_finite, atomic_save, rng_state, \
-    save_training_checkpoint, set_rng_state
+from segrecipes.engine.checkpoint import CheckpointError, all_finite, rng_state, save_training_checkpoint, \
+    set_rng_state, set_torch_rng_state, torch_rng_state
 from segrecipes.engine.clock import Clock
 from segrecipes.engine.distributed import DistInfo, init_distributed
 from segrecipes.engine.interrupt import RunInterrupted, StopSignal, TrainingDiverged
-from segrecipes.engine.microbatch import MIN_MICROBATCH, agree_on_smallest, largest_fitting
+from segrecipes.engine.microbatch import MIN_MICROBATCH, probe_microbatch
 from segrecipes.engine.precision import amp_dtype_for, grad_scaler_for
 from segrecipes.engine.progress import ProgressBar
-from segrecipes.engine.run_logger import RunLogger
+from segrecipes.engine.record import RunRecord
 from segrecipes.engine.settings import TrainSettings
+from segrecipes.engine.skips import BufferGuard, SkipCounter
 from segrecipes.errors import ConfigError
 from segrecipes.evaluation.evaluate import evaluate
 from segrecipes.evaluation.metrics import SegMetrics
@@ -66,7 +53,7 @@ class Trainer:
     floating-point ones are used as they are. ``val_data`` (raw images and masks at their original
     size) is scored under ``inference`` at every evaluation. ``lr_schedule`` maps the fraction of the
     run done to a learning-rate multiplier. With ``run_dir`` the run writes metrics, TensorBoard
-    events, checkpoints and a summary there; ``config`` (a plain dict) is recorded with them so
+    events, checkpoints and a summary there; ``config`` (a plain dict) is recorded with them so that
     ``segrecipes eval`` can rebuild the model.
     """
 
@@ -92,8 +79,9 @@ class Trainer:
         self.train_data, self.val_data = train_data, val_data
         self.lr_schedule, self.inference, self.ignore_index = lr_schedule, inference, ignore_index
         self.class_names = list(class_names or getattr(val_data or train_data, "class_names", None) or [])
-        self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.config = config
+        if val_data is not None and not self.class_names:
+            raise ConfigError("Trainer: give class_names (the datasets have no class_names attribute to take them from)")
+        self.run_dir, self.config = (Path(run_dir) if run_dir is not None else None), config
         self.dist = dist or init_distributed(settings.device)
         self.device = self.dist.device
         self.methods = arrange(methods)
@@ -119,19 +107,13 @@ class Trainer:
         self.model = self._prepare(model)
         self.amp_dtype = amp_dtype_for(settings.precision, self.device)
         self.scaler = grad_scaler_for(self.amp_dtype, self.device)
-        wrapped: nn.Module = self.model
-        if self.dist.distributed:
-            wrapped = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.index is not
-                                              None else None)
-        self.ddp = wrapped if self.dist.distributed else None
+        self.ddp = DistributedDataParallel(self.model, device_ids=None if self.device.index is None else
+                                           [self.device.index]) if self.dist.distributed else None
+        wrapped = self.ddp or self.model
         self.forward = torch.compile(wrapped) if settings.compile else wrapped
-        self.buffers = BufferGuard(self.model)
-        self.best_miou = -math.inf
-        self.history: list[dict[str, Any]] = []
-        zero = torch.zeros((), device=self.device)
-        self._streak, self._longest_streak, self._skipped = zero, zero.clone(), zero.clone()
+        self.buffers, self.skips = BufferGuard(self.model), SkipCounter(self.device)
+        self.record = RunRecord(self.run_dir, config, enabled=self.dist.is_main)
         self._probed = False
-        self.logger = RunLogger(self.run_dir, config, enabled=self.dist.is_main)
 
     def _prepare(self, model: nn.Module) -> nn.Module:
         """The methods' ``prepare_model``, SyncBN, the device; the optimizer must still hold its parameters."""
@@ -155,7 +137,7 @@ class Trainer:
 
     # ----------------------------------------------------------------- one step
     def step(self, images: torch.Tensor, target: torch.Tensor) -> StepResult:
-        """One optimizer step on one (global-batch share of a) batch; advances the clock."""
+        """One optimizer step on this rank's share of a global batch; advances the clock."""
         context = self.context(during_step=True)
         images = normalize(images.to(self.device, non_blocking=True))
         target = target.to(self.device, non_blocking=True)
@@ -165,22 +147,19 @@ class Trainer:
         self.buffers.save()
         result = self._take_step(context, images, target)
         self.buffers.restore_if(result.skipped)  # a skipped step leaves no trace in the BatchNorm statistics
-        skipped = result.skipped.float()
-        self._streak = (self._streak + 1) * skipped
-        self._longest_streak = torch.maximum(self._longest_streak, self._streak)
-        self._skipped = self._skipped + skipped
+        self.skips.record(result.skipped)
         for method in self.methods:
             method.after_step(context)
         self.clock.step_done()
         return result
 
     def _take_step(self, context: StepContext, images: torch.Tensor, target: torch.Tensor) -> StepResult:
-        """The first method that takes over the step (SAM), else the plain step; out of GPU memory with
+        """The first method that takes over the step (SAM), else the plain step. Out of GPU memory with
         ``device_microbatch_size: auto`` in one process, the step is retried from where it started with
-        half the microbatch."""
+        half the microbatch (under DDP the microbatch is found before the first step instead)."""
         retry = self.settings.device_microbatch_size == "auto" and not self.dist.distributed
         while True:
-            rng = torch.get_rng_state() if retry else None
+            rng = torch_rng_state(self.device) if retry else None
             tools = StepTools(self._gradients(images, target), self.optimizer, self.scaler)
             try:
                 for method in self.methods:
@@ -197,7 +176,7 @@ class Trainer:
                 self.microbatch //= 2
                 self.buffers.restore()
                 self.optimizer.zero_grad(set_to_none=True)
-                torch.set_rng_state(rng)
+                set_torch_rng_state(rng, self.device)
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
                 warnings.warn(f"out of GPU memory: device microbatch lowered to {self.microbatch}", stacklevel=2)
@@ -239,12 +218,10 @@ class Trainer:
                 metrics = self._loop(stop, bar)
                 if metrics is None and self.val_data is not None:  # resumed a finished run: evaluate it
                     metrics = self._evaluate(bar)
-                summary = self._summary(metrics)
-                self.logger.summary(summary)
-                return summary
+                return self.record.summary(clock, metrics, int(self.skips.total.item()))
             finally:
                 bar.close()
-                self.logger.close()
+                self.record.close()
 
     def _loop(self, stop: StopSignal, bar: ProgressBar) -> SegMetrics | None:
         clock, settings = self.clock, self.settings
@@ -278,44 +255,24 @@ class Trainer:
 
     def _log(self, result: StepResult, last_log: tuple[int, float], bar: ProgressBar) -> None:
         clock = self.clock
-        longest, skipped = int(self._longest_streak.item()), int(self._skipped.item())
-        if longest >= self.settings.max_bad_steps:
-            raise TrainingDiverged(f"{longest} consecutive steps with non-finite loss or gradients (last loss "
-                                   f"{float(result.loss)}); stopped without saving. Lower optimizer.lr or use "
-                                   "precision fp32/bf16.")
+        skipped = self.skips.check(self.settings.max_bad_steps, result.loss)
         samples, seconds = clock.samples - last_log[0], clock.train_s - last_log[1]
-        row = {"step": clock.step, "epoch": clock.epochs, "samples": clock.samples, "elapsed_s": clock.elapsed_s,
-               "loss": float(result.loss), "lr": self.optimizer.param_groups[0]["lr"],
+        row = {"loss": float(result.loss), "lr": self.optimizer.param_groups[0]["lr"],
                "images_per_s": samples / max(seconds, 1e-9), "skipped_steps": skipped}
-        self.logger.log(row, "train")
+        self.record.log_step(clock, row)
         bar.update(clock.step if clock.total_steps else clock.elapsed_s,
                    f"loss {row['loss']:.4f} lr {row['lr']:.2e} {row['images_per_s']:.1f} img/s")
 
     def _fit_microbatch(self) -> None:
         """With ``device_microbatch_size: auto`` on a GPU, find once what fits (see microbatch.py)."""
-        if self._probed or self.settings.device_microbatch_size != "auto" or self.device.type != "cuda":
-            return
-        self._probed = True
-        image, target = self.loader.dataset[(0, 0)]
-        rng = (torch.get_rng_state(), torch.cuda.get_rng_state(self.device))
-        self.buffers.save()
+        if not self._probed and self.settings.device_microbatch_size == "auto" and self.device.type == "cuda":
+            self._probed = True
+            image, target = self.loader.dataset[(0, 0)]
+            sample = normalize(image.to(self.device)), target.to(self.device)
+            self.microbatch = probe_microbatch(self.model, self.loss_fn, *sample, self.microbatch, self.amp_dtype,
+                                               self.buffers)
 
-        def attempt(size: int) -> None:
-            images = normalize(image.to(self.device)).expand(size, *image.shape)
-            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                logits = self.model(images)
-            self.loss_fn(logits, target.to(self.device).expand(size, *target.shape)).backward()
-            self.optimizer.zero_grad(set_to_none=True)
-
-        try:
-            self.microbatch = agree_on_smallest(largest_fitting(attempt, self.microbatch), self.device)
-        finally:
-            self.optimizer.zero_grad(set_to_none=True)
-            self.buffers.restore()
-            torch.set_rng_state(rng[0])
-            torch.cuda.set_rng_state(rng[1], self.device)
-
-    # ----------------------------------------------------------------- evaluation, state, summary
+    # ----------------------------------------------------------------- evaluation and state
     def eval_model(self) -> nn.Module:
         """The model to evaluate and save: the training model, or a method's (EMA's averaged copy)."""
         context, model = self.context(), self.model
@@ -332,22 +289,18 @@ class Trainer:
 
     def _evaluate(self, bar: ProgressBar) -> SegMetrics:
         metrics = self.evaluate()
-        clock = self.clock
-        row = {"step": clock.step, "epoch": clock.epochs, "samples": clock.samples, "elapsed_s": clock.elapsed_s,
-               **metrics.summary()}
-        self.history.append(row)
-        self.logger.log(row, "val")
-        bar.message(f"step {clock.step}: val mIoU {metrics.miou:.2f}  pixel acc {metrics.pixel_acc:.2f}")
-        if metrics.miou > self.best_miou and self.dist.is_main and self.run_dir and all_finite(self.eval_model()):
-            self.best_miou = metrics.miou
-            atomic_save({"config": self.config, "model": self.eval_model().state_dict(), "data": self._data_info(),
-                         "clock": clock.state_dict(), "metrics": metrics.to_dict()},
-                        self.run_dir / "checkpoints" / BEST)
+        self.record.log_evaluation(self.clock, metrics, self._best_state)
+        bar.message(f"step {self.clock.step}: val mIoU {metrics.miou:.2f}  pixel acc {metrics.pixel_acc:.2f}")
         return metrics
 
+    def _best_state(self) -> dict[str, Any] | None:
+        model = self.eval_model()
+        return {"config": self.config, "model": model.state_dict(), "data": self._data_info(),
+                "clock": self.clock.state_dict()} if all_finite(model) else None
+
     def _data_info(self) -> dict[str, Any]:
-        return {"num_classes": len(self.class_names) or None, "class_names": self.class_names,
-                "ignore_index": self.ignore_index}
+        names = self.class_names
+        return {"num_classes": len(names) or None, "class_names": names, "ignore_index": self.ignore_index}
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resume needs, as tensors and plain containers."""
@@ -360,8 +313,7 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "methods": {method.name: method.state_dict() for method in self.methods},
             "clock": self.clock.state_dict(),
-            "best_miou": self.best_miou,
-            "history": self.history,
+            **self.record.state_dict(),
             "rng": rng_state(),
             "data": self._data_info(),
         }
@@ -379,8 +331,7 @@ class Trainer:
         for method in self.methods:
             method.load_state_dict(state["methods"].get(method.name, {}))
         self.clock.load_state_dict(state["clock"])
-        self.best_miou = state.get("best_miou", -math.inf)
-        self.history = list(state.get("history", []))
+        self.record.load_state_dict(state)
         set_rng_state(state["rng"])
 
     def save_checkpoint(self) -> None:
@@ -390,20 +341,3 @@ class Trainer:
         if not all_finite(self.model) or not all_finite(self.eval_model()):
             raise TrainingDiverged(f"non-finite weights at step {self.clock.step}; no checkpoint written")
         save_training_checkpoint(self.state_dict(), self.run_dir / "checkpoints", self.settings.keep_last)
-
-    def _summary(self, metrics: SegMetrics | None) -> dict[str, Any]:
-        clock = self.clock
-        scores = metrics.to_dict() if metrics is not None else {}
-        best = max(self.best_miou, metrics.miou) if metrics is not None else None
-        return {
-            **scores,
-            "best_miou": best,
-            "step": clock.step,
-            "epoch": clock.epochs,
-            "samples": clock.samples,
-            "elapsed_s": clock.elapsed_s,
-            "train_s": clock.train_s,
-            "train_images_per_s": clock.samples / max(clock.train_s, 1e-9),
-            "skipped_steps": int(self._skipped.item()),
-            "history": self.history,
-        }

@@ -7,6 +7,7 @@ import time
 
 import pytest
 import torch
+from helpers.tiny import TINY as TINY_RUN
 from torch import nn
 
 from segrecipes.bench.driver import bench_config, bench_trainer, synthetic_batch
@@ -19,7 +20,8 @@ from segrecipes.methods import Method, StepContext
 from segrecipes.models import build_model
 from segrecipes.run import build_trainer
 
-TINY = ["model.backbone=resnet18", "model.output_stride=16", "model.head_channels=16", "train.device=cpu"]
+# the tiny run's model; bench_config replaces the data and training settings with the benchmark's own
+TINY = [*(override for override in TINY_RUN if override.startswith("model.")), "train.device=cpu"]
 SIZE, BATCH = 32, 2
 
 
@@ -56,7 +58,7 @@ def test_throughput_command_reports_sane_json(capsys) -> None:
     assert report["utilization"] == pytest.approx(report["achieved_tflops"] / report["matmul_ceiling_tflops"])
 
     assert overhead["engine_images_per_s"] > 0 and overhead["bare_images_per_s"] > 0
-    assert overhead["ratio"] > 0 and overhead["target"] == 1.03
+    assert overhead["ratio"] > 0
 
 
 def _counted_flops(model: nn.Module) -> int:

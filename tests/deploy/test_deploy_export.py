@@ -31,6 +31,7 @@ def _eager(model: TrainedModel, images: torch.Tensor) -> torch.Tensor:
         return model.model.eval()(images)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", SIZES, ids=lambda s: "x".join(map(str, s)))
 def test_deploy_onnx_matches_pytorch_on_other_sizes(exported, tiny_model, shape) -> None:
     session = onnxruntime.InferenceSession(str(exported["onnx"]), providers=["CPUExecutionProvider"])
@@ -41,6 +42,7 @@ def test_deploy_onnx_matches_pytorch_on_other_sizes(exported, tiny_model, shape)
     assert np.abs(logits - expected).max() <= 1e-4
 
 
+@pytest.mark.slow
 def test_deploy_onnx_graph_is_dynamic_and_carries_metadata(exported, tiny_model) -> None:
     proto = onnx.load(str(exported["onnx"]))
     dims = [dim.dim_param or dim.dim_value for dim in proto.graph.input[0].type.tensor_type.shape.dim]
@@ -54,6 +56,7 @@ def test_deploy_onnx_graph_is_dynamic_and_carries_metadata(exported, tiny_model)
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+@pytest.mark.slow
 def test_deploy_torchscript_equals_eager(exported, tiny_model) -> None:
     module = torch.jit.load(str(exported["torchscript"]))
     for shape in SIZES:
@@ -62,6 +65,7 @@ def test_deploy_torchscript_equals_eager(exported, tiny_model) -> None:
             torch.testing.assert_close(module(images), _eager(tiny_model, images), rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_deploy_safetensors_rebuilds_the_ema_model_exactly(exported, tiny_run, tiny_model) -> None:
     _, state = latest_checkpoint(tiny_run)
     with safe_open(str(exported["safetensors"]), framework="pt") as handle:
@@ -81,6 +85,7 @@ def test_deploy_safetensors_rebuilds_the_ema_model_exactly(exported, tiny_run, t
         assert torch.equal(_eager(rebuilt, images), _eager(tiny_model, images))
 
 
+@pytest.mark.slow
 def test_deploy_load_model_dispatches_on_suffix(exported, tiny_run, tmp_path) -> None:
     assert isinstance(load_model(exported["onnx"]).model, OnnxRuntimeModel)
     assert isinstance(load_model(exported["torchscript"]).model, torch.jit.ScriptModule)
@@ -100,6 +105,7 @@ class _WidthBranch(nn.Module):
         return images[:, :2] + 1 if images.shape[-1] > 70 else images[:, :2]
 
 
+@pytest.mark.slow
 def test_deploy_export_check_catches_a_frozen_branch(tiny_model, tmp_path: Path) -> None:
     branchy = TrainedModel(_WidthBranch(), tiny_model.config, ["a", "b"], 255, tmp_path)
     # traced at width 76 (> 70), checked at widths 32 and 43: the traced file always adds 1
@@ -109,6 +115,7 @@ def test_deploy_export_check_catches_a_frozen_branch(tiny_model, tmp_path: Path)
     assert report.max_abs_diff == {(1, 8, 80): 0.0, (2, 9, 90): 0.0}
 
 
+@pytest.mark.slow
 def test_deploy_export_refuses_unknown_format_and_wrong_suffix(tiny_model, tmp_path: Path) -> None:
     with pytest.raises(DeployError, match="--format 'tflite': unknown export format"):
         export_model(tiny_model, "tflite", tmp_path / "model.tflite")
@@ -123,6 +130,7 @@ def _cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, st
     return exit_info.value.code, captured.out, captured.err
 
 
+@pytest.mark.slow
 def test_deploy_export_cli_prints_the_check_and_writes_next_to_the_run(tiny_run, capsys) -> None:
     code, out, _ = _cli(capsys, "export", "--checkpoint", tiny_run, "--format", "safetensors")
     assert code == 0
@@ -132,6 +140,7 @@ def test_deploy_export_cli_prints_the_check_and_writes_next_to_the_run(tiny_run,
     assert "max abs difference vs PyTorch on 2x3x43x32: 0.00e+00" in out
 
 
+@pytest.mark.slow
 def test_deploy_export_cli_refuses_a_compiled_model_in_one_line(exported, capsys) -> None:
     code, _, err = _cli(capsys, "export", "--checkpoint", exported["onnx"], "--format", "torchscript")
     assert code == 2

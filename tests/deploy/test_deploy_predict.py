@@ -85,6 +85,7 @@ def test_deploy_predict_resizes_short_side_then_upsamples_to_the_original() -> N
     assert model.seen == [(1, 3, 13, 128)] * 2
 
 
+@pytest.mark.slow
 def test_deploy_predict_writes_labels_at_original_size_and_overlays(checkpoint_out: Path, tiny_model) -> None:
     labels = _labels(checkpoint_out)
     assert labels.keys() == {"wide", "tall"}
@@ -96,6 +97,7 @@ def test_deploy_predict_writes_labels_at_original_size_and_overlays(checkpoint_o
         assert overlay.shape[0] == 3 and overlay.shape[1] >= height and overlay.shape[2] > width  # legend on the right
 
 
+@pytest.mark.slow
 def test_deploy_predict_ade20k_submission_is_labels_plus_one(tiny_run, images, checkpoint_out, tmp_path, capsys) -> None:
     code, _, _ = _cli(capsys, "predict", "--checkpoint", tiny_run, images, "--out", tmp_path,
                       "--ade20k-submission", "--no-overlay")
@@ -108,6 +110,7 @@ def test_deploy_predict_ade20k_submission_is_labels_plus_one(tiny_run, images, c
         assert 1 <= int(submission[stem].min()) and int(submission[stem].max()) <= 1 + int(label.max())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("format_name", ["onnx", "torchscript", "safetensors"])
 def test_deploy_predict_with_exported_model_equals_checkpoint(
     format_name, exported, images, checkpoint_out, tmp_path, capsys
@@ -121,6 +124,7 @@ def test_deploy_predict_with_exported_model_equals_checkpoint(
         assert torch.equal(actual[stem], expected[stem]), stem
 
 
+@pytest.mark.slow
 def test_deploy_predict_real_camvid_image(camvid_root: Path, tiny_run: Path, tmp_path: Path, capsys) -> None:
     image = sorted((camvid_root / "val").glob("*.jpg"))[0]
     code, _, _ = _cli(capsys, "predict", "--checkpoint", tiny_run, image, "--out", tmp_path, "--no-overlay")
@@ -128,6 +132,7 @@ def test_deploy_predict_real_camvid_image(camvid_root: Path, tiny_run: Path, tmp
     assert decode_image(str(tmp_path / f"{image.stem}.png")).shape == (1, 360, 480)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "case", ["missing", "unreadable", "empty-folder", "same-stem", "bad-tta"]
 )
@@ -155,6 +160,7 @@ def test_deploy_predict_bad_input_is_one_line_and_exit_2(case, tiny_run, tmp_pat
     assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_deploy_predict_process_exit_code(tiny_run: Path, tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "segrecipes.cli.main", "predict", "--checkpoint", str(tiny_run),

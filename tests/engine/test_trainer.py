@@ -71,6 +71,7 @@ def _state(trainer: Trainer) -> dict[str, torch.Tensor]:
     return {key: value.clone() for key, value in trainer.model.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_own_model_and_dataset_train_and_evaluate_without_a_config(tmp_path) -> None:
     torch.manual_seed(0)
     model = PixelNet()
@@ -136,7 +137,7 @@ def _device_state(trainer: Trainer, *batch: torch.Tensor) -> list[torch.Tensor]:
     model = [*trainer.model.parameters(), *trainer.model.buffers()]
     ema = [tensor for method in trainer.methods for tensor in (method.module.state_dict().values()
            if isinstance(method, EMA) and method.module is not None else ())]
-    counters = [trainer._streak, trainer._longest_streak, trainer._skipped]
+    counters = [trainer.skips.streak, trainer.skips.longest, trainer.skips.total]
     return [*model, *optimizer_state, *ema, *counters, *batch]
 
 
@@ -152,7 +153,7 @@ def test_a_training_step_reads_nothing_back_from_the_device(methods) -> None:
             trainer.step(images, target)
     assert recorder.reads == []
     with recorder:  # and the recorder does see a read where there is one
-        trainer._skipped.item()
+        trainer.skips.total.item()
     assert recorder.reads == ["item"]
 
 
@@ -162,7 +163,7 @@ def test_sam_without_a_grad_scaler_skips_a_non_finite_step_and_restores_everythi
     images, target = next(iter(trainer.loader))
     before = _state(trainer)
     result = trainer.step(images.float() * float("nan"), target)
-    assert bool(result.skipped) and int(trainer._skipped) == 1
+    assert bool(result.skipped) and int(trainer.skips.total) == 1
     after = trainer.model.state_dict()
     for key, value in before.items():  # weights, BatchNorm statistics and their counters as before
         if value.is_floating_point():
@@ -172,6 +173,7 @@ def test_sam_without_a_grad_scaler_skips_a_non_finite_step_and_restores_everythi
     assert not bool(trainer.step(images, target).skipped)  # and the next good step is taken
 
 
+@pytest.mark.slow
 def test_out_of_memory_in_sams_second_pass_retries_exactly_with_half_the_microbatch() -> None:
     """Bug: the retry kept w + e in the weights and the failed attempt's BatchNorm statistics."""
     # forward 1 is SAM's first pass (4 images), forward 2 its second pass: that one runs out of memory
@@ -185,6 +187,7 @@ def test_out_of_memory_in_sams_second_pass_retries_exactly_with_half_the_microba
         torch.testing.assert_close(flaky.model.state_dict()[key], value, rtol=0, atol=0, msg=key)
 
 
+@pytest.mark.slow
 def test_out_of_memory_with_a_fixed_microbatch_is_raised_with_what_to_change() -> None:
     trainer = _trainer(lambda: RunsOutOfMemoryOnce(fail_at=1), device_microbatch_size=4)
     with pytest.raises(torch.cuda.OutOfMemoryError) as caught:
@@ -205,6 +208,7 @@ def test_two_methods_that_take_the_optimizer_step_are_refused() -> None:
         _trainer(PixelNet, [EMA(half_life=2), EMA(half_life=3)])
 
 
+@pytest.mark.slow
 def test_hooks_run_in_the_order_methods_define_and_see_the_same_context() -> None:
     seen: list[tuple[str, str, StepContext]] = []
 
@@ -235,6 +239,7 @@ def test_an_optimizer_built_for_another_model_is_refused() -> None:
         Trainer(model, SegmentationLoss(), SGDW(PixelNet().parameters(), lr=0.1), _data(), TrainSettings())
 
 
+@pytest.mark.slow
 def test_the_eval_section_drives_the_periodic_evaluation(tmp_path) -> None:
     """Bug: --set eval.tta=flip was accepted and ignored by the evaluation during training."""
     overrides = ("train.duration=1ba", "train.eval_at_start=true")
@@ -245,7 +250,7 @@ def test_the_eval_section_drives_the_periodic_evaluation(tmp_path) -> None:
     for trainer in (plain, flipped):
         trainer.fit()
     logged = json.loads((tmp_path / "flip" / "metrics.jsonl").read_text().splitlines()[0])
-    assert logged["step"] == 0 and logged["miou"] == flipped.history[0]["miou"]
+    assert logged["step"] == 0 and logged["miou"] == flipped.record.history[0]["miou"]
     with_flip = evaluate(untrained, flipped.val_data, InferenceOptions(size=32, tta="flip")).miou
     without = evaluate(untrained, plain.val_data, InferenceOptions(size=32)).miou
-    assert flipped.history[0]["miou"] == with_flip != without == plain.history[0]["miou"]
+    assert flipped.record.history[0]["miou"] == with_flip != without == plain.record.history[0]["miou"]

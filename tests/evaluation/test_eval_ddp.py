@@ -7,14 +7,15 @@ import os
 import socket
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from helpers.eval_fakes import random_dataset
 from torch import nn
 
-from segrecipes.evaluation.options import InferenceOptions
 from segrecipes.evaluation.evaluate import evaluate
+from segrecipes.evaluation.options import InferenceOptions
 
 CLASSES = 4
 SIZES = [(24, 32), (32, 24), (24, 32), (20, 20), (24, 32)]  # odd count: ranks get 3 and 2 images
@@ -51,6 +52,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_process_evaluation_equals_one_process(tmp_path):
     expected, all_pixels = run_evaluation()
     mp.spawn(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)

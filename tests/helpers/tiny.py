@@ -19,6 +19,7 @@ def tiny_config(*overrides: str, methods: tuple[str, ...] = (), recipe: str | No
     return load_config(recipe, overrides=[*TINY, *overrides], methods=list(methods))
 
 
-def tiny_args(*overrides: str) -> list[str]:
-    """:data:`TINY` and ``overrides`` as command-line ``--set`` options."""
-    return [arg for override in (*TINY, *overrides) for arg in ("--set", override)]
+def tiny_args(*overrides: str, without: tuple[str, ...] = ()) -> list[str]:
+    """:data:`TINY` (less the keys in ``without``) and ``overrides`` as command-line ``--set`` options."""
+    kept = [override for override in TINY if override.split("=")[0] not in without]
+    return [arg for override in (*kept, *overrides) for arg in ("--set", override)]

@@ -11,15 +11,12 @@ from pathlib import Path
 
 import pytest
 from helpers.bad_data import folder_dataset
+from helpers.tiny import tiny_args
 
 from segrecipes.cli.main import main
 
-TINY = [
-    "--set", "model.backbone=resnet18", "--set", "model.head_channels=32", "--set", "model.output_stride=16",
-    "--set", "data.crop_size=32", "--set", "data.eval_size=32", "--set", "data.synthetic_image_size=32",
-    "--set", "data.synthetic_train_size=8", "--set", "data.synthetic_val_size=4", "--set", "train.global_batch_size=4",
-    "--set", "data.num_workers=0", "--set", "train.progress=none", "--duration", "2ba",
-]
+# the tiny run without its data spec: each test gives --data
+TINY = tiny_args("train.duration=2ba", "train.eval_interval=1ep", "train.checkpoint_interval=1ep", without=("data.spec",))
 SYNTHETIC_CLASSES = 6
 
 
@@ -98,11 +95,13 @@ def test_bad_config_is_refused_before_a_run_folder_is_made(
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_bad_override_on_resume_leaves_the_run_untouched(untouched: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, output = run_cli(capsys, "train", "--resume", untouched, "--set", "sam.interval=0")
     assert_one_line_error(code, output, "sam.interval")
 
 
+@pytest.mark.slow
 def test_starting_a_new_run_in_a_used_run_folder_is_refused(
     untouched: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -110,6 +109,7 @@ def test_starting_a_new_run_in_a_used_run_folder_is_refused(
     assert_one_line_error(code, output, "--run-dir", str(untouched), "--resume")
 
 
+@pytest.mark.slow
 def test_the_real_entry_point_prints_one_line(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "segrecipes.cli.main", "train", "--set", "train.nope=1", "--run-dir", tmp_path / "run"],
@@ -121,6 +121,7 @@ def test_the_real_entry_point_prints_one_line(tmp_path: Path) -> None:
 # --- data ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("defect", "culprit"),
     [
@@ -138,6 +139,7 @@ def test_bad_folder_data_names_the_file(
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_bad_folder_data_with_loader_workers_names_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = folder_dataset(tmp_path / "data", 3, {"bad": "corrupt-image"}, train_images=3)
     code, output = run_cli(capsys, "train", "--data", f"folder:{data}", *TINY, "--set", "data.num_workers=1",
@@ -145,6 +147,7 @@ def test_bad_folder_data_with_loader_workers_names_the_file(tmp_path: Path, caps
     assert_one_line_error(code, output, str(data / "images/train/bad.jpg"))
 
 
+@pytest.mark.slow
 def test_bad_data_on_resume_leaves_the_run_untouched(
     untouched: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -153,6 +156,7 @@ def test_bad_data_on_resume_leaves_the_run_untouched(
     assert_one_line_error(code, output, str(data / "masks/train/bad.png"))
 
 
+@pytest.mark.slow
 def test_resuming_on_data_with_another_class_count_is_refused(
     untouched: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -177,6 +181,7 @@ def test_a_corrupt_checkpoint_file_is_named(tmp_path: Path, capsys: pytest.Captu
     assert_one_line_error(code, output, str(corrupt))
 
 
+@pytest.mark.slow
 def test_a_truncated_checkpoint_is_named(trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     truncated = tmp_path / "truncated.pt"
     data = (trained_run / "checkpoints" / "best.pt").read_bytes()
@@ -203,6 +208,7 @@ def test_resuming_a_folder_without_checkpoints_is_refused(tmp_path: Path, capsys
     assert_one_line_error(code, output, str(tmp_path / "empty"), "no checkpoint")
 
 
+@pytest.mark.slow
 def test_evaluating_on_data_with_another_class_count_is_refused(
     untouched: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -41,6 +41,7 @@ def test_a_bad_label_is_refused_when_the_run_is_built(tmp_path: Path, split: str
     assert not (tmp_path / "run").exists()  # nothing started
 
 
+@pytest.mark.slow
 def test_skip_bad_leaves_the_bad_pairs_out_of_both_splits_and_says_how_many(tmp_path: Path) -> None:
     data = folder_dataset(tmp_path / "data", CLASSES, {"bad": "bad-label"}, train_images=8,
                           val={"bad": "bad-label", "worse": "bad-label"})

@@ -12,17 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.tiny import tiny_args
 
 from segrecipes.engine.checkpoint import atomic_save, latest_checkpoint, load_checkpoint
 
-TINY = [
-    "--data", "synthetic", "--duration", "14ba",
-    "--set", "data.crop_size=32", "--set", "data.eval_size=32", "--set", "data.synthetic_image_size=32",
-    "--set", "data.synthetic_train_size=16", "--set", "data.synthetic_val_size=4", "--set", "data.num_workers=0",
-    "--set", "model.backbone=resnet18", "--set", "model.output_stride=16", "--set", "model.head_channels=32",
-    "--set", "train.global_batch_size=4", "--set", "train.eval_interval=none", "--set", "train.progress=none",
-    "--set", "train.checkpoint_interval=1ba", "--methods", "ema",
-]
+TINY = [*tiny_args("train.duration=14ba", "train.checkpoint_interval=1ba"), "--methods", "ema"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
@@ -68,6 +62,7 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted(tmp_path) -
         assert torch.equal(expected[key], actual[key]), key
 
 
+@pytest.mark.slow
 def test_kill_during_checkpoint_write_keeps_previous_file(tmp_path) -> None:
     target = tmp_path / "last.pt"
     atomic_save({"config": {}, "model": {"w": torch.ones(3)}}, target)
