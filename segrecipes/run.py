@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
-from segrecipes.config import EMAConfig, OptimizerConfig, RunConfig
+from segrecipes.config import OptimizerConfig, RunConfig
 from segrecipes.data.augmented import AugmentedDataset
 from segrecipes.data.check import training_checks
 from segrecipes.data.spec import SPLITS, RawDataset, build_raw_dataset, parse_data_spec, train_transform
@@ -30,7 +30,9 @@ from segrecipes.methods import EMA, SAM, ChannelsLast, Method, MixUp, Segmentati
 from segrecipes.models.factory import build_model
 from segrecipes.optim import SGDW, LRSchedule
 
-__all__ = ["build_trainer", "inference_options", "train_settings"]
+Split = RawDataset | Subset  # a split, or what is left of it without its bad files
+__all__ = ["build_network", "build_trainer", "inference_options", "train_settings", "training_data",
+           "validation_data"]
 
 
 def build_trainer(
@@ -46,10 +48,10 @@ def build_trainer(
     dist = dist or init_distributed(config.train.device)
     torch.manual_seed(config.train.seed)  # the model's initial weights do not depend on the rank
     train_raw, val_raw, class_names, ignore_index = _checked_datasets(config, dist)
-    model = build_model(config.model, len(class_names))
+    model = build_network(config, len(class_names))
     optimizer = build_optimizer(config.optimizer, model)
     settings = train_settings(config)
-    train_data = AugmentedDataset(train_raw, train_transform(config.data))
+    train_data = training_data(config, train_raw)
     trainer = Trainer(
         model, SegmentationLoss.named(config.loss.name, ignore_index, config.loss.ce_weight, config.loss.dice_weight),
         optimizer, train_data, settings,
@@ -60,6 +62,23 @@ def build_trainer(
     if resume is not None:
         trainer.load_state_dict(resume)
     return trainer
+
+
+def build_network(config: RunConfig, num_classes: int, pretrained: bool = True) -> nn.Module:
+    """The configured network; ``pretrained=False`` skips the backbone weights (the caller loads its own)."""
+    section = config.model if pretrained else config.model.model_copy(update={"weights": None})
+    return build_model(section, num_classes)
+
+
+def training_data(config: RunConfig, raw: Split | None = None) -> AugmentedDataset:
+    """The training split (``raw``, or the whole split of ``data.spec``) under the reference augmentation."""
+    return AugmentedDataset(raw if raw is not None else build_raw_dataset(config.data, "train"),
+                            train_transform(config.data))
+
+
+def validation_data(config: RunConfig) -> RawDataset:
+    """The validation split of ``data.spec`` (raw images and masks, as evaluation takes them)."""
+    return build_raw_dataset(config.data, "val")
 
 
 def train_settings(config: RunConfig) -> TrainSettings:
@@ -80,18 +99,12 @@ def inference_options(config: RunConfig) -> InferenceOptions:
 def build_methods(config: RunConfig, num_classes: int, ignore_index: int) -> list[Method]:
     """One method per enabled section."""
     builders = {
-        "ema": lambda: _ema(config.ema),
+        "ema": lambda: EMA(smoothing=config.ema.resolved_smoothing(), update_interval=config.ema.update_interval),
         "channels_last": ChannelsLast,
         "mixup": lambda: MixUp(num_classes, config.mixup.alpha, ignore_index),
         "sam": lambda: SAM(config.sam.rho, config.sam.interval, config.sam.epsilon),
     }
     return [builders[name]() for name in config.enabled_methods()]
-
-
-def _ema(section: EMAConfig) -> EMA:
-    if section.smoothing is not None:
-        return EMA(smoothing=section.smoothing, update_interval=section.update_interval)
-    return EMA(half_life=section.half_life, update_interval=section.update_interval)
 
 
 def build_optimizer(section: OptimizerConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -110,9 +123,6 @@ def _lr_schedule(config: RunConfig, train_samples: int) -> LRSchedule:
     section, batch = config.schedule, config.train.global_batch_size
     clock = Clock(config.train.duration, max(1, train_samples // batch), batch)
     return LRSchedule(section.name, clock.fraction_of_run(section.warmup), section.power, section.final_lr_ratio)
-
-
-Split = RawDataset | Subset
 
 
 def _checked_datasets(config: RunConfig, dist: DistInfo) -> tuple[Split, Split, list[str], int]:

@@ -11,11 +11,11 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from segrecipes.config import ConfigError, DataConfig
+from torch.utils.data import Dataset
+
+from segrecipes.config import ConfigError
 from segrecipes.data.loader import build_train_loader
 from segrecipes.data.sampler import TrainSampler
-from segrecipes.data.augmented import AugmentedDataset
-from segrecipes.data.spec import build_raw_dataset, train_transform
 
 
 @dataclass
@@ -31,24 +31,24 @@ class PipelineReport:
 
 
 def measure_pipeline(
-    cfg: DataConfig, workers: list[int], batch_size: int, batches: int, seed: int = 0
+    dataset: Dataset, workers: list[int], batch_size: int, batches: int, seed: int = 0, pin_memory: bool = True
 ) -> list[PipelineReport]:
-    """For each worker count: the first batch's latency, then images/s over the next ``batches`` batches.
+    """For each worker count: the first batch's latency, then images/s over the next ``batches`` batches
+    of the training ``dataset`` (as :func:`segrecipes.run.training_data` builds it).
 
     ``batches`` is capped at what one epoch of the training split holds after the first batch.
     """
     if batch_size < 1 or batches < 1 or not workers or min(workers) < 0:
         raise ConfigError(f"bench data: need batch >= 1, batches >= 1 and worker counts >= 0 "
                           f"(got batch {batch_size}, batches {batches}, workers {workers})")
-    dataset = AugmentedDataset(build_raw_dataset(cfg, "train"), train_transform(cfg))
     sampler = TrainSampler(len(dataset), batch_size, seed=seed)
     timed = min(batches, sampler.batches_per_epoch - 1)
     if timed < 1:
-        raise ConfigError(f"bench data: {cfg.spec} has {len(dataset)} training images, too few for two batches of "
-                          f"{batch_size}")
+        raise ConfigError(f"bench data: the training split has {len(dataset)} images, too few for two batches "
+                          f"of {batch_size}")
     reports = []
     for count in workers:
-        loader = build_train_loader(dataset, sampler, batch_size, count, pin_memory=cfg.pin_memory)
+        loader = build_train_loader(dataset, sampler, batch_size, count, pin_memory=pin_memory)
         start = time.perf_counter()
         iterator = iter(loader)
         next(iterator)

@@ -19,6 +19,7 @@ from segrecipes.bench.pipeline import measure_pipeline
 from segrecipes.bench.race import Spread, race_configs, run_race, summarize, write_race
 from segrecipes.bench.throughput import device_name, measure_throughput
 from segrecipes.config import ConfigError, load_config
+from segrecipes.run import training_data
 
 bench_app = typer.Typer(help="Measure speed: training throughput, data loading, time to a target mIoU.",
                         no_args_is_help=True)
@@ -158,7 +159,8 @@ def data_command(
     """Images/s of the real training DataLoader (decode + augmentation) for several worker counts."""
     overrides = [f"data.spec={data}", *([f"data.crop_size={crop_size}"] if crop_size else []), *(set_ or [])]
     config = load_config(recipe, overrides=overrides)
-    reports = measure_pipeline(config.data, _integers("--workers", workers), batch, batches, config.train.seed)
+    reports = measure_pipeline(training_data(config), _integers("--workers", workers), batch, batches,
+                               config.train.seed, config.data.pin_memory)
     if json_out:
         print(json.dumps({"data": data, "crop_size": config.data.crop_size,
                           "results": [report.to_dict() for report in reports]}, indent=2))

@@ -11,13 +11,12 @@ from rich.console import Console
 
 from segrecipes.cli import inference_flags as flags
 from segrecipes.data.errors import DataError
-from segrecipes.data.spec import build_raw_dataset
 from segrecipes.deploy.trained_model import load_trained_model
 from segrecipes.engine.distributed import init_distributed
 from segrecipes.engine.precision import amp_dtype_for
 from segrecipes.evaluation.evaluate import evaluate
 from segrecipes.evaluation.metrics import format_table
-from segrecipes.run import inference_options
+from segrecipes.run import inference_options, validation_data
 
 
 def eval_command(
@@ -40,10 +39,11 @@ def eval_command(
     dist = init_distributed(device)
     trained = load_trained_model(checkpoint, dist.device)
     cfg = flags.apply(trained.config, update, "eval options")
-    data_cfg = cfg.data.model_copy(update={"spec": data}) if data else cfg.data
-    val = build_raw_dataset(data_cfg, "val")
+    if data:
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"spec": data})})
+    val = validation_data(cfg)
     if val.num_classes != trained.num_classes:
-        raise DataError(f"{data_cfg.spec}: has {val.num_classes} classes but the checkpoint "
+        raise DataError(f"{cfg.data.spec}: has {val.num_classes} classes but the checkpoint "
                         f"{trained.source} was trained for {trained.num_classes}")
     options = inference_options(cfg)
     metrics = evaluate(trained.model, val, options, class_names=val.class_names, ignore_index=val.ignore_index,
@@ -52,7 +52,7 @@ def eval_command(
     if not dist.is_main:
         return
     if json_out:
-        print(json.dumps({"checkpoint": str(trained.source), "data": data_cfg.spec, "protocol": options.protocol,
+        print(json.dumps({"checkpoint": str(trained.source), "data": cfg.data.spec, "protocol": options.protocol,
                           "tta": options.tta, "mode": options.mode, **metrics.to_dict()}, indent=2))
         return
     Console().print(format_table(metrics))

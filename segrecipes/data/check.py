@@ -32,7 +32,7 @@ from PIL import Image
 
 from ..config import DataConfig
 from .errors import DataError
-from .files import SplitLayout, bad_label_message, bad_label_values, pair_files, read_image, read_raw_mask
+from .files import Problem, SplitLayout, bad_label_message, bad_label_values, pair_files, read_image, read_raw_mask
 from .spec import SPLITS, split_layout
 
 CACHE_ENV = "SEGRECIPES_CACHE_DIR"
@@ -194,7 +194,7 @@ def _check(
     return report
 
 
-def _issue(problem: Any, split: str) -> Issue:
+def _issue(problem: Problem, split: str) -> Issue:
     return Issue(problem.path, problem.kind, problem.message, split=split)
 
 

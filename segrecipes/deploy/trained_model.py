@@ -10,7 +10,7 @@ from torch import nn
 
 from segrecipes.config import RunConfig, build_config
 from segrecipes.engine.checkpoint import CheckpointError, resolve_checkpoint
-from segrecipes.models.factory import build_model
+from segrecipes.run import build_network
 
 
 @dataclass
@@ -31,8 +31,7 @@ def rebuild_trained_model(
     source: Path, device: torch.device | str = "cpu",
 ) -> TrainedModel:
     """Build the configured network and load ``weights`` strictly; a mismatch names the source."""
-    # the weights are all there: never look for backbone weights again
-    model = build_model(config.model.model_copy(update={"weights": None}), len(class_names))
+    model = build_network(config, len(class_names), pretrained=False)  # the weights are all here
     try:
         model.load_state_dict(weights)
     except RuntimeError as error:

@@ -52,10 +52,10 @@ def probe_microbatch(
     model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], images: torch.Tensor,
     target: torch.Tensor, start: int, amp_dtype: torch.dtype | None, buffers: BufferGuard,
 ) -> int:
-    """The microbatch all ranks can run on the GPU: forward and backward of ``start``, ``start // 2``...
-    copies of one normalized sample (``images`` (3, H, W), ``target``) through the bare ``model``. The
-    model's buffers (saved and restored by ``buffers``), gradients and the random state are left as
-    they were."""
+    """The microbatch all ranks can run: forward and backward of ``start``, ``start // 2``... copies of
+    one normalized sample (``images`` (3, H, W), ``target``) through the bare ``model`` (no collective
+    until the ranks agree at the end). The model's buffers (saved and restored by ``buffers``),
+    gradients and the random state are left as they were."""
     device = images.device
     rng = torch_rng_state(device)
     buffers.save()

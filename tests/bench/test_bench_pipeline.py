@@ -8,7 +8,8 @@ import pytest
 
 from segrecipes.bench.pipeline import measure_pipeline
 from segrecipes.cli.main import main
-from segrecipes.config import ConfigError, DataConfig
+from segrecipes.config import ConfigError, load_config
+from segrecipes.run import training_data
 
 
 def test_data_command_times_each_worker_count_on_camvid(camvid_root, capsys) -> None:
@@ -26,15 +27,15 @@ def test_data_command_times_each_worker_count_on_camvid(camvid_root, capsys) -> 
 
 def test_timed_batches_are_capped_by_one_epoch() -> None:
     # 6 synthetic images in batches of 2: 3 batches per epoch, the first timed apart, so 2 remain
-    config = DataConfig(spec="synthetic", synthetic_train_size=6, synthetic_image_size=16, crop_size=16)
-    (report,) = measure_pipeline(config, [0], batch_size=2, batches=10)
+    config = load_config(overrides=["data.synthetic_train_size=6", "data.synthetic_image_size=16", "data.crop_size=16"])
+    (report,) = measure_pipeline(training_data(config), [0], batch_size=2, batches=10)
     assert report.batches == 2
 
 
 def test_too_small_a_dataset_or_bad_worker_counts_are_refused(capsys) -> None:
-    config = DataConfig(spec="synthetic", synthetic_train_size=3, synthetic_image_size=16, crop_size=16)
-    with pytest.raises(ConfigError, match="too few"):
-        measure_pipeline(config, [0], batch_size=2, batches=1)
+    config = load_config(overrides=["data.synthetic_train_size=3", "data.synthetic_image_size=16", "data.crop_size=16"])
+    with pytest.raises(ConfigError, match="has 3 images, too few"):
+        measure_pipeline(training_data(config), [0], batch_size=2, batches=1)
     with pytest.raises(SystemExit) as exit_info:
         main(["bench", "data", "--data", "synthetic", "--workers", "0,two"])
     assert exit_info.value.code == 2

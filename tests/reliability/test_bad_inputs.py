@@ -83,9 +83,14 @@ def untouched(trained_run: Path) -> Iterator[Path]:
         (["--data", "imagenet:/data"], ["imagenet"]),
         (["--data", "folder:/no/such/dataset"], ["/no/such/dataset"]),
         (["--config", "/no/such/config.yaml"], ["/no/such/config.yaml"]),
+        (["--loss", "focal"], ["loss.name", "focal"]),
+        (["--set", "loss.ce_weight=0", "--set", "loss.dice_weight=0"], ["ce_weight=0", "dice_weight=0"]),
+        (["--set", "eval.tta=flop"], ["eval.tta", "flop"]),
+        (["--set", "eval.mode=slide", "--set", "eval.stride=600"], ["eval.stride 600", "eval.crop_size 512"]),
     ],
     ids=["unknown-key", "wrong-type", "unknown-recipe", "bad-duration", "sam-interval-0", "unknown-method",
-         "unknown-data-kind", "missing-data-folder", "missing-config-file"],
+         "unknown-data-kind", "missing-data-folder", "missing-config-file", "unknown-loss", "no-loss",
+         "unknown-tta", "stride-past-the-window"],
 )
 def test_bad_config_is_refused_before_a_run_folder_is_made(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], named: list[str]
