@@ -124,8 +124,9 @@ def methods_command(
     """Each training method's cost as a ratio to a plain cross-entropy step, measured side by side."""
     if threads:
         torch.set_num_threads(threads)
-    base = [f"model.backbone={backbone}", f"model.output_stride={output_stride}", f"model.head_channels={head_channels}",
-            f"data.synthetic_num_classes={classes}", f"train.device={device}", *(set_ or [])]
+    base = [f"model.backbone={backbone}", f"model.output_stride={output_stride}",
+            f"model.head_channels={head_channels}", f"data.synthetic_num_classes={classes}", f"train.device={device}",
+            *(set_ or [])]
     started = time.perf_counter()
     costs, used = measure_method_costs(base, image_size, batch, rounds, steps)
     setting = {"backbone": backbone, "output_stride": output_stride, "head_channels": head_channels,
@@ -139,9 +140,9 @@ def methods_command(
                         f"{image_size}, {classes} classes, {setting['device']}: {rounds} rounds of {steps} steps")
     for cost in costs:
         within = "-" if cost.within is None else ("yes" if cost.within else "NO")
+        target = "-" if cost.target is None else f"<= {cost.target}x"
         table.add_row(cost.name, f"{cost.ms_per_step:.0f}", f"{cost.ratio:.3f}x",
-                      f"{cost.ratio_min:.3f}-{cost.ratio_max:.3f}", "-" if cost.target is None else f"<= {cost.target}x",
-                      within)
+                      f"{cost.ratio_min:.3f}-{cost.ratio_max:.3f}", target, within)
     Console().print(table)
 
 

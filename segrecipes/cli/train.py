@@ -35,7 +35,8 @@ def train_command(
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config file.")] = None,
     data: Annotated[Optional[str], typer.Option(help="ade20k:PATH | camvid:PATH | folder:PATH | synthetic")] = None,
     duration: Annotated[Optional[str], typer.Option(help="128ep, 1000ba, 39min, 2h ...")] = None,
-    methods: Annotated[Optional[str], typer.Option(help="Comma-separated methods to enable: ema,channels_last,mixup,sam")] = None,
+    methods: Annotated[Optional[str], typer.Option(help="Comma-separated methods to enable: ema,channels_last,mixup,sam")]
+        = None,
     loss: Annotated[Optional[str], typer.Option(help="ce | dice_ce (0.375 CE + 1.125 Dice, the recipes' loss)")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="section.key=value override (repeatable).")] = None,
     run_dir: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/<recipe>-<time>).")] = None,

@@ -31,7 +31,9 @@ class RunRecord:
     def log_step(self, clock: Clock, values: dict[str, Any]) -> None:
         self.logger.log({**self.where(clock), **values}, "train")
 
-    def log_evaluation(self, clock: Clock, metrics: SegMetrics, best_state: Callable[[], dict[str, Any] | None]) -> None:
+    def log_evaluation(
+        self, clock: Clock, metrics: SegMetrics, best_state: Callable[[], dict[str, Any] | None]
+    ) -> None:
         """Record an evaluation; a new best writes ``best.pt`` from ``best_state()`` (None: not savable)."""
         row = {**self.where(clock), **metrics.summary()}
         self.history.append(row)

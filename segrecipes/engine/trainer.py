@@ -80,7 +80,8 @@ class Trainer:
         self.lr_schedule, self.inference, self.ignore_index = lr_schedule, inference, ignore_index
         self.class_names = list(class_names or getattr(val_data or train_data, "class_names", None) or [])
         if val_data is not None and not self.class_names:
-            raise ConfigError("Trainer: give class_names (the datasets have no class_names attribute to take them from)")
+            raise ConfigError("Trainer: give class_names (the datasets have no class_names attribute to take them "
+                              "from)")
         self.run_dir, self.config = (Path(run_dir) if run_dir is not None else None), config
         self.dist = dist or init_distributed(settings.device)
         self.device = self.dist.device
@@ -319,7 +320,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from :meth:`state_dict` (e.g. a checkpoint from :func:`~segrecipes.engine.checkpoint.load_checkpoint`)."""
+        """Continue from :meth:`state_dict`, e.g. a checkpoint read by ``engine.checkpoint.load_checkpoint``."""
         saved = state["data"]["num_classes"]
         if saved and self.class_names and saved != len(self.class_names):
             raise CheckpointError(f"checkpoint has {saved} classes but the data has {len(self.class_names)}: "

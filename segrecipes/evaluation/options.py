@@ -35,10 +35,12 @@ class InferenceOptions:
     batch_size: int = 8
 
     def __post_init__(self) -> None:
-        choices = {"protocol": ("reference", "standard"), "tta": ("none", "flip", "ms-flip"), "mode": ("whole", "slide")}
+        choices = {"protocol": ("reference", "standard"), "tta": ("none", "flip", "ms-flip"),
+                   "mode": ("whole", "slide")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
-                raise InferenceConfigError(f"eval.{key}: unknown value {getattr(self, key)!r} (use {', '.join(allowed)})")
+                raise InferenceConfigError(f"eval.{key}: unknown value {getattr(self, key)!r} "
+                                           f"(use {', '.join(allowed)})")
         for key in ("size", "max_long_side", "crop_size", "stride", "batch_size"):
             if getattr(self, key) <= 0:
                 raise InferenceConfigError(f"eval.{key}: must be positive, got {getattr(self, key)}")

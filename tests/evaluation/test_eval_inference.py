@@ -115,7 +115,8 @@ def test_flip_averages_probabilities_of_the_image_and_its_unflipped_mirror():
 
 def test_ms_flip_visits_every_scale_of_the_base_size_with_and_without_flip():
     recorder = RecordingModel(PixelModel(CLASSES))
-    probs = predict_probs(recorder, image(7, 9), (7, 9), InferenceOptions(tta="ms-flip", scales=(0.5, 1.0, 1.5)), base_size=(20, 30))
+    options = InferenceOptions(tta="ms-flip", scales=(0.5, 1.0, 1.5))
+    probs = predict_probs(recorder, image(7, 9), (7, 9), options, base_size=(20, 30))
     shapes = [tuple(x.shape[-2:]) for x in recorder.inputs]
     assert shapes == [(10, 15), (10, 15), (20, 30), (20, 30), (30, 45), (30, 45)]
     assert torch.equal(recorder.inputs[3], recorder.inputs[2].flip(-1))

@@ -16,7 +16,8 @@ from helpers.tiny import tiny_args
 from segrecipes.cli.main import main
 
 # the tiny run without its data spec: each test gives --data
-TINY = tiny_args("train.duration=2ba", "train.eval_interval=1ep", "train.checkpoint_interval=1ep", without=("data.spec",))
+TINY = tiny_args("train.duration=2ba", "train.eval_interval=1ep", "train.checkpoint_interval=1ep",
+                 without=("data.spec",))
 SYNTHETIC_CLASSES = 6
 
 
