@@ -81,7 +81,8 @@ class Method:
         self, context: StepContext, images: torch.Tensor, target: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Called on each (normalized, on-device) training batch. ``target`` is (B, H, W) class
-        indices with the ignore index, or a (B, C, H, W) dense target once a method made one."""
+        indices with the ignore index, MixUp's :class:`~segrecipes.methods.targets.MixedTarget`, or a
+        (B, C, H, W) dense target from a user's own data or method."""
         return images, target
 
     def optimizer_step(self, context: StepContext, tools: StepTools) -> StepResult | None:

@@ -1,16 +1,17 @@
-"""Cross-entropy + Dice for segmentation, on class-index or dense (MixUp) targets (SPEC §2).
-
-All terms are computed in fp32 from fp16/bf16 logits without an fp32 copy of the logits (the cast is
-fused into the softmax), so callers should pass the logits as they come.
+"""Cross-entropy + Dice for segmentation, on class-index, MixUp or dense targets (SPEC §2).
 
 Dice follows the reference exactly: softmax probabilities in fp32, intersection ``I``, target mass ``G``
 and predicted mass ``P`` pooled over batch and space per class over valid pixels only (ignored pixels,
-or zero-mass pixels of a dense target, count in neither), ``1 - (2I + 1e-5) / (G + P + 1e-5)`` per
-class, averaged over the classes present in the target (``G > 0``).
+or pixels without mass, count in neither), ``1 - (2I + 1e-5) / (G + P + 1e-5)`` per class, averaged
+over the classes present in the target (``G > 0``). Cross-entropy on a mixed or dense target is
+renormalized by the total target mass, so a one-hot target gives the mean over labelled pixels.
 
-Speed: for index targets no one-hot map is built (``I`` and ``G`` are per-pixel scatter-adds into C
-bins), ``P`` is one batched matrix-vector product, and the gradient of the statistics is written in
-one pass, so Dice costs about one softmax forward and backward on top of CE.
+Speed, at many classes: for index targets (plain, or the two maps of a :class:`MixedTarget`) both terms
+come from one fused pass (:class:`_FusedDiceCE`): one fp32 softmax of the logits (cast fused in, no fp32
+copy of fp16/bf16 logits), the class statistics as scatter-adds of the probabilities at the target
+classes and one batched matrix-vector product, and a hand-written backward that reads the
+probabilities twice and writes the gradient once. No (B, C, H, W) one-hot or target map is ever built. A dense
+target (a user's own) is handled by the plain formulas with autograd.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from segrecipes.errors import ConfigError
+from segrecipes.methods.targets import MixedTarget
 
 DICE_SMOOTH = 1e-5
 # name -> (CE weight, Dice weight); "dice_ce" is the reference loss of every optimized recipe (SPEC §2)
 NAMED_LOSSES = {"ce": (1.0, 0.0), "dice_ce": (0.375, 1.125)}
+Target = torch.Tensor | MixedTarget
 
 
 def _compute_dtype(logits: torch.Tensor) -> torch.dtype:
@@ -34,42 +37,101 @@ def _compute_dtype(logits: torch.Tensor) -> torch.dtype:
     return torch.promote_types(logits.dtype, torch.float32)
 
 
-class _DiceStatistics(torch.autograd.Function):
-    """Per-class ``I = sum(p * t)`` and ``P = sum(p * w)`` over batch and space, with a one-pass backward.
+def _maps(target: torch.Tensor | MixedTarget, ignore_index: int) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
+    """``(classes, mass, weight)`` per index map: classes with ignored pixels at 0, their 0/1 mass."""
+    maps = [(target, 1.0)] if isinstance(target, torch.Tensor) else [(target.first, 1.0 - target.mixing),
+                                                                      (target.second, target.mixing)]
+    result = []
+    for labels, weight in maps:
+        valid = labels != ignore_index
+        result.append((torch.where(valid, labels, 0).long(), valid, weight))
+    return result
 
-    ``target`` is a (B, H, W) index map (ignored pixels already at any class, with weight 0) or a dense
-    (B, C, H, W) map; ``pixel_weights`` (B, H, W) is 1 on valid pixels and 0 elsewhere. Autograd would
-    assemble dL/dp from several full-size pieces (a zero-filled scatter for the gather, an expanded
-    masked sum, their sum); here ``dL/dp = w * dL/dP + t * dL/dI`` is written once.
+
+class _FusedDiceCE(torch.autograd.Function):
+    """``ce_weight * CE + dice_weight * Dice`` of logits against one or two weighted index maps.
+
+    Per pixel the target is ``T = sum_j weight_j * mass_j * onehot(classes_j)`` and its mass
+    ``mu = sum_j weight_j * mass_j``; ``w = [mu > 0]``. With ``M = sum mu``, ``p = softmax(z)``:
+    ``CE = -sum T log p / M``; ``I_c = sum p_c T_c``, ``G_c = sum T_c``, ``P_c = sum w p_c``.
+    Backward: ``dCE/dz = (mu p - T) / M``; for Dice with ``a_c = dL/dI_c``, ``b_c = dL/dP_c``,
+    ``dL/dp = a T + b w`` and ``dL/dz = p (dL/dp - <p, dL/dp>)``. Both are written as
+    ``p * (A_pixel + b_c w) + (terms at the target classes)``: two passes over ``p``.
     """
 
     @staticmethod
     def forward(
-        ctx: Any, probs: torch.Tensor, target: torch.Tensor, pixel_weights: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        if target.dim() == 4:
-            intersection = (probs * target).sum((0, 2, 3))
-        else:
-            at_target = probs.gather(1, target.unsqueeze(1)).squeeze(1) * pixel_weights
-            intersection = probs.new_zeros(probs.shape[1]).index_add_(0, target.flatten(), at_target.flatten())
-        # a batched matrix-vector product sums the valid pixels without a (B, C, H, W) product tensor
-        predicted = torch.matmul(probs.flatten(2), pixel_weights.flatten(1).unsqueeze(-1)).sum(0).squeeze(-1)
-        ctx.save_for_backward(target, pixel_weights)
-        return intersection, predicted
+        ctx: Any, logits: torch.Tensor, maps: list[tuple[torch.Tensor, torch.Tensor, float]], ce_weight: float,
+        dice_weight: float, smooth: float,
+    ) -> torch.Tensor:
+        probs = torch.softmax(logits, dim=1, dtype=_compute_dtype(logits))
+        classes = logits.shape[1]
+        at_target = [probs.gather(1, labels.unsqueeze(1)).squeeze(1) for labels, _, _ in maps]
+        mu = sum(weight * mass for _, mass, weight in maps)
+        total_mass = mu.sum()
+        loss = probs.new_zeros(())
+        if ce_weight:
+            tiny = torch.finfo(probs.dtype).tiny
+            log_likelihood = sum((weight * mass) * p.clamp_min(tiny).log()
+                                 for (_, mass, weight), p in zip(maps, at_target))
+            loss = loss - ce_weight * log_likelihood.sum() / total_mass.clamp_min(tiny)
+        alpha = beta = None
+        if dice_weight:
+            pixel_weights = (mu > 0).to(probs.dtype)
+            intersection, ground_truth = probs.new_zeros(classes), probs.new_zeros(classes)
+            for (labels, mass, weight), p in zip(maps, at_target):
+                intersection.index_add_(0, labels.flatten(), (weight * mass * p).flatten())
+                ground_truth.index_add_(0, labels.flatten(), (weight * mass).flatten().to(probs.dtype))
+            predicted = torch.matmul(probs.flatten(2), pixel_weights.flatten(1).unsqueeze(-1)).sum(0).squeeze(-1)
+            denominator = ground_truth + predicted + smooth
+            present = (ground_truth > 0).to(probs.dtype)
+            count = present.sum().clamp_min(1.0)
+            per_class = 1.0 - (2.0 * intersection + smooth) / denominator
+            loss = loss + dice_weight * (per_class * present).sum() / count
+            alpha = -2.0 / denominator * present / count  # dL/dI
+            beta = (2.0 * intersection + smooth) / denominator.square() * present / count  # dL/dP
+        ctx.maps, ctx.weights = maps, (ce_weight, dice_weight)
+        ctx.input_dtype = logits.dtype
+        ctx.save_for_backward(probs, mu, total_mass, *at_target, *([alpha, beta] if dice_weight else []))
+        return loss
 
     @staticmethod
     @once_differentiable
-    def backward(
-        ctx: Any, grad_intersection: torch.Tensor, grad_predicted: torch.Tensor
-    ) -> tuple[torch.Tensor, None, None]:
-        target, pixel_weights = ctx.saved_tensors
-        per_class_i, per_class_p = grad_intersection.view(1, -1, 1, 1), grad_predicted.view(1, -1, 1, 1)
-        if target.dim() == 4:  # t is zero wherever w is, so (dL/dP + t * dL/dI) * w is the full gradient
-            grad = torch.addcmul(per_class_p, target, per_class_i).mul_(pixel_weights.unsqueeze(1))
+    def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        probs, mu, total_mass, *rest = ctx.saved_tensors
+        maps, (ce_weight, dice_weight) = ctx.maps, ctx.weights
+        at_target, dice_terms = rest[: len(maps)], rest[len(maps):]
+        # the upstream gradient is folded into the per-pixel and per-class factors: no extra full pass
+        ce_scale = grad_loss * ce_weight / total_mass.clamp_min(torch.finfo(probs.dtype).tiny)
+        pixel = ce_scale * mu  # A_pixel: what multiplies p at every class
+        target_terms = [-ce_scale * weight * mass for _, mass, weight in maps]  # added at the target classes
+        if not dice_weight:
+            grad = probs * pixel.unsqueeze(1)
         else:
-            grad = pixel_weights.unsqueeze(1) * per_class_p
-            grad.scatter_add_(1, target.unsqueeze(1), (grad_intersection[target] * pixel_weights).unsqueeze(1))
-        return grad, None, None
+            alpha, beta = (term * (grad_loss * dice_weight) for term in dice_terms)
+            pixel_weights = (mu > 0).to(probs.dtype)
+            # <p, dL/dp> = w <p, b> + sum_j weight_j mass_j a_{t_j} p_{t_j}
+            dot = torch.matmul(beta, probs.flatten(2)).view_as(mu) * pixel_weights
+            for index, ((labels, mass, weight), p) in enumerate(zip(maps, at_target)):
+                at_class = weight * mass * alpha[labels] * p
+                dot = dot + at_class
+                target_terms[index] = target_terms[index] + at_class
+            pixel = pixel - dot
+            # the factor is built once at full size, then multiplied by p in place (p itself is kept)
+            grad = torch.addcmul(pixel.unsqueeze(1), pixel_weights.unsqueeze(1), beta.view(1, -1, 1, 1)).mul_(probs)
+        for (labels, _, _), term in zip(maps, target_terms):
+            grad.scatter_add_(1, labels.unsqueeze(1), term.unsqueeze(1))
+        return grad.to(ctx.input_dtype), None, None, None, None
+
+
+def fused_dice_ce(
+    logits: torch.Tensor, target: Target, ce_weight: float, dice_weight: float, ignore_index: int = 255,
+    smooth: float = DICE_SMOOTH,
+) -> torch.Tensor:
+    """``ce_weight * CE + dice_weight * Dice`` of (B, C, H, W) logits against a (B, H, W) index target or a
+    :class:`MixedTarget`, in one fused pass (see the module docstring); fp32 whatever the logits' dtype."""
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        return _FusedDiceCE.apply(logits, _maps(target, ignore_index), float(ce_weight), float(dice_weight), smooth)
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -92,31 +154,28 @@ def index_cross_entropy(logits: torch.Tensor, target: torch.Tensor, ignore_index
 
 
 def dice_loss(
-    logits: torch.Tensor, target: torch.Tensor, ignore_index: int = 255, smooth: float = DICE_SMOOTH
+    logits: torch.Tensor, target: Target, ignore_index: int = 255, smooth: float = DICE_SMOOTH
 ) -> torch.Tensor:
-    """Reference Dice loss of (B, C, H, W) logits against a (B, H, W) index or (B, C, H, W) dense target.
-
-    Computed in fp32 even under autocast or for fp16 logits (fp64 for fp64 logits).
-    """
+    """Reference Dice loss of (B, C, H, W) logits against a (B, H, W) index target, a
+    :class:`MixedTarget` or a dense (B, C, H, W) target. Computed in fp32 even under autocast or for
+    fp16 logits (fp64 for fp64 logits)."""
+    if isinstance(target, MixedTarget) or target.dim() == 3:
+        return fused_dice_ce(logits, target, 0.0, 1.0, ignore_index, smooth)
     with torch.autocast(device_type=logits.device.type, enabled=False):
         probs = F.softmax(logits, dim=1, dtype=_compute_dtype(logits))
-        if target.dim() == 4:
-            target = target.to(probs.dtype)
-            pixel_weights = (target.sum(1) > 0).to(probs.dtype)
-            ground_truth = target.sum((0, 2, 3))
-        else:
-            valid = target != ignore_index
-            target = torch.where(valid, target, 0).long()
-            pixel_weights = valid.to(probs.dtype)
-            ground_truth = probs.new_zeros(logits.shape[1]).index_add_(0, target.flatten(), pixel_weights.flatten())
-        intersection, predicted = _DiceStatistics.apply(probs, target, pixel_weights)
+        target = target.to(probs.dtype)
+        pixel_weights = (target.sum(1, keepdim=True) > 0).to(probs.dtype)
+        intersection = (probs * target).sum((0, 2, 3))
+        predicted = (probs * pixel_weights).sum((0, 2, 3))
+        ground_truth = target.sum((0, 2, 3))
         per_class = 1.0 - (2.0 * intersection + smooth) / (ground_truth + predicted + smooth)
-        present = (ground_truth > 0).float()
+        present = (ground_truth > 0).to(probs.dtype)
         return (per_class * present).sum() / present.sum().clamp_min(1.0)
 
 
 class SegmentationLoss(nn.Module):
-    """``ce_weight * CE + dice_weight * Dice``; Dice is computed only when its weight is non-zero."""
+    """``ce_weight * CE + dice_weight * Dice`` of logits against a (B, H, W) index target, a
+    :class:`MixedTarget` (MixUp's) or a dense (B, C, H, W) target."""
 
     def __init__(self, ce_weight: float = 1.0, dice_weight: float = 0.0, ignore_index: int = 255) -> None:
         super().__init__()
@@ -139,20 +198,18 @@ class SegmentationLoss(nn.Module):
         return cls(named_ce if ce_weight is None else ce_weight, named_dice if dice_weight is None else dice_weight,
                    ignore_index)
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        dense = target.dim() == 4
+    def forward(self, logits: torch.Tensor, target: Target) -> torch.Tensor:
+        dense = isinstance(target, torch.Tensor) and target.dim() == 4
         expected = tuple(logits.shape) if dense else (logits.shape[0], *logits.shape[2:])
         if logits.dim() != 4 or tuple(target.shape) != expected:
             raise ConfigError(
                 f"loss: target of shape {tuple(target.shape)} does not fit logits of shape {tuple(logits.shape)}"
             )
+        if not dense:  # CE alone too: the fused pass is faster than log_softmax + nll_loss (BENCHMARKS.md)
+            return fused_dice_ce(logits, target, self.ce_weight, self.dice_weight, self.ignore_index)
         loss = logits.new_zeros((), dtype=torch.float32)
         if self.ce_weight > 0:
-            if dense:
-                cross_entropy = soft_cross_entropy(logits, target)
-            else:
-                cross_entropy = index_cross_entropy(logits, target, self.ignore_index)
-            loss = loss + self.ce_weight * cross_entropy
+            loss = loss + self.ce_weight * soft_cross_entropy(logits, target)
         if self.dice_weight > 0:
             loss = loss + self.dice_weight * dice_loss(logits, target, self.ignore_index)
         return loss

@@ -1,8 +1,10 @@
-"""MixUp for segmentation: blend each image with another of the batch, and its labels into a dense target.
+"""MixUp for segmentation: blend each image with another of the batch, and its labels with the other's.
 
 One ``lambda ~ Beta(alpha, alpha)`` and one permutation per batch; ``mixing = min(lambda, 1 - lambda)``
-keeps the original image dominant. Ignored pixels contribute zero label mass, so a pixel's total mass
-is 0, 1 - mixing, mixing or 1, and the loss renormalizes by the total mass (SPEC §2).
+keeps the original image dominant. The mixed target is the dense ``(1 - m) onehot(t) + m onehot(t[perm])``
+of SPEC §2, carried as the two index maps and ``m`` (:class:`~segrecipes.methods.targets.MixedTarget`):
+the loss reads it as it is, and no (B, C, H, W) map is built. Ignored pixels contribute zero label
+mass, so a pixel's total mass is 0, 1 - mixing, mixing or 1, and the loss renormalizes by the total mass.
 
 SAM: the hook mixes once per batch, before the trainer's step, so both SAM passes see the SAME mixed
 batch. That is the right choice: SAM's ascent direction ``e`` comes from the gradient of one loss, and
@@ -18,6 +20,7 @@ import torch
 
 from segrecipes.errors import ConfigError
 from segrecipes.methods.base import ORDER_BATCH_CONTENT, Method, StepContext
+from segrecipes.methods.targets import MixedTarget
 
 
 def _draw_mixing(alpha: float, generator: torch.Generator | None) -> float:
@@ -39,13 +42,14 @@ def mixup_segmentation(
     alpha: float,
     ignore_index: int = 255,
     generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, float]:
+) -> tuple[torch.Tensor, MixedTarget | torch.Tensor, float]:
     """Mix a batch with a permutation of itself.
 
     ``images`` (B, C_in, H, W) float; ``target`` (B, H, W) class indices with ``ignore_index`` (every
     other value must be < ``num_classes``) or an already dense (B, num_classes, H, W) float target.
-    Returns ``(mixed_images, dense_target, mixing)`` with ``mixed = (1 - m) * x + m * x[perm]`` and
-    ``dense_target = (1 - m) * onehot(t) + m * onehot(t[perm])`` (float32, zero on ignored pixels).
+    Returns ``(mixed_images, mixed_target, mixing)`` with ``mixed = (1 - m) * x + m * x[perm]`` and, for an
+    index target, ``MixedTarget(t, t[perm], m)``, which stands for ``(1 - m) onehot(t) + m onehot(t[perm])``
+    (``.dense(num_classes)`` builds it); a dense target is blended as it is.
     """
     if alpha <= 0:
         raise ConfigError(f"mixup.alpha must be positive, got {alpha!r}")
@@ -58,19 +62,11 @@ def mixup_segmentation(
         if target.shape[1] != num_classes:
             raise ConfigError(f"mixup: dense target has {target.shape[1]} classes, expected num_classes={num_classes}")
         return mixed_images, target.mul(1.0 - mixing).add_(target[perm], alpha=mixing), mixing
-
-    batch, height, width = target.shape
-    valid = target != ignore_index
-    index = torch.where(valid, target, 0).long().unsqueeze(1)
-    mass = valid.unsqueeze(1).float()
-    dense = torch.zeros(batch, num_classes, height, width, device=target.device)
-    dense.scatter_add_(1, index, mass * (1.0 - mixing))
-    dense.scatter_add_(1, index[perm], mass[perm] * mixing)
-    return mixed_images, dense, mixing
+    return mixed_images, MixedTarget(target, target[perm], mixing), mixing
 
 
 class MixUp(Method):
-    """Mixes every training batch; the loss then receives a dense (B, C, H, W) target."""
+    """Mixes every training batch; the loss then receives a :class:`MixedTarget` (or a blended dense target)."""
 
     name = "mixup"
     order = ORDER_BATCH_CONTENT
@@ -86,8 +82,7 @@ class MixUp(Method):
 
     def transform_batch(
         self, context: StepContext, images: torch.Tensor, target: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        mixed_images, dense_target, _ = mixup_segmentation(
-            images, target, self.num_classes, self.alpha, self.ignore_index
-        )
-        return mixed_images, dense_target
+    ) -> tuple[torch.Tensor, MixedTarget | torch.Tensor]:
+        mixed_images, mixed_target, _ = mixup_segmentation(images, target, self.num_classes, self.alpha,
+                                                           self.ignore_index)
+        return mixed_images, mixed_target

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from segrecipes.errors import ConfigError
 from segrecipes.methods.loss import SegmentationLoss, dice_loss, index_cross_entropy, soft_cross_entropy
+from segrecipes.methods.targets import MixedTarget
 
 IGNORE = 255
 
@@ -179,3 +180,94 @@ def test_half_precision_logits_are_scored_in_fp32(dense):
     value = loss(logits, target)
     assert value.dtype == torch.float32
     torch.testing.assert_close(value, loss(logits.float(), target), atol=1e-6, rtol=1e-6)
+
+
+# --- the fused pass against the dense definition (SPEC §2) -------------------------------------------
+
+
+def dense_reference(logits: torch.Tensor, dense: torch.Tensor, ce_weight: float, dice_weight: float) -> torch.Tensor:
+    """The definition, written out on the dense target in float64: CE renormalized by the total mass,
+    Dice over pixels with mass, averaged over the classes present."""
+    probs = logits.double().softmax(1)
+    dense = dense.double()
+    mass = dense.sum(1, keepdim=True)
+    cross_entropy = -(dense * probs.log()).sum() / mass.sum()
+    with_mass = (mass > 0).double()
+    intersection = (probs * dense).sum((0, 2, 3))
+    predicted = (probs * with_mass).sum((0, 2, 3))
+    truth = dense.sum((0, 2, 3))
+    per_class = 1 - (2 * intersection + 1e-5) / (truth + predicted + 1e-5)
+    present = truth > 0
+    return ce_weight * cross_entropy + dice_weight * per_class[present].mean()
+
+
+def _problem(seed: int, classes: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(3, classes, 5, 7, generator=generator) * 3
+    target = torch.randint(0, classes - 2, (3, 5, 7), generator=generator)  # the last 2 classes absent
+    target[torch.rand(target.shape, generator=generator) < 0.25] = IGNORE
+    target[1, :2] = IGNORE
+    return logits, target
+
+
+def _value_and_grad(loss_fn, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    logits = logits.detach().clone().requires_grad_()
+    value = loss_fn(logits)
+    (grad,) = torch.autograd.grad(value, logits)
+    return value.detach(), grad
+
+
+@pytest.mark.parametrize(("ce_weight", "dice_weight"), [(0.375, 1.125), (1.0, 0.0), (0.0, 1.0)])
+@pytest.mark.parametrize("mixed", [False, True], ids=["index", "mixup"])
+def test_fused_loss_equals_the_dense_definition_in_value_and_gradient(ce_weight, dice_weight, mixed) -> None:
+    logits, target = _problem(1)
+    if mixed:  # MixUp's form: the partner of image i is image perm[i], weight 0.3
+        target = MixedTarget(target, target[torch.tensor([2, 0, 1])], 0.3)
+        dense = target.dense(6, IGNORE)
+    else:
+        dense = onehot_by_hand(target, 6)
+    loss = SegmentationLoss(ce_weight, dice_weight, IGNORE)
+    value, grad = _value_and_grad(lambda x: loss(x, target), logits)
+    expected, expected_grad = _value_and_grad(lambda x: dense_reference(x, dense, ce_weight, dice_weight), logits)
+    torch.testing.assert_close(value.double(), expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad.double(), expected_grad.double(), rtol=1e-4, atol=1e-7)
+
+
+def test_a_mixed_target_and_its_dense_form_give_the_same_loss() -> None:
+    """A user's own dense target still works, and agrees with the index form MixUp carries."""
+    logits, target = _problem(2)
+    mixed = MixedTarget(target, target.flip(0), 0.4)
+    loss = SegmentationLoss.named("dice_ce", IGNORE)
+    value, grad = _value_and_grad(lambda x: loss(x, mixed), logits)
+    dense_value, dense_grad = _value_and_grad(lambda x: loss(x, mixed.dense(6, IGNORE)), logits)
+    torch.testing.assert_close(value, dense_value, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad, dense_grad, rtol=1e-4, atol=1e-7)
+
+
+def test_fused_gradient_passes_numerical_gradcheck_on_a_mixed_target() -> None:
+    logits, target = _problem(3, classes=4)
+    target = target.clamp(max=3).masked_fill(target == IGNORE, IGNORE)
+    mixed = MixedTarget(target, target.roll(1, 0), 0.35)
+    logits = logits.double().requires_grad_()
+    assert torch.autograd.gradcheck(lambda x: SegmentationLoss(0.375, 1.125, IGNORE)(x, mixed), (logits,))
+
+
+def test_half_precision_logits_give_the_fp32_result_and_a_half_gradient() -> None:
+    logits, target = _problem(4)
+    mixed = MixedTarget(target, target.flip(0), 0.25)
+    half = logits.bfloat16().requires_grad_()
+    loss = SegmentationLoss.named("dice_ce", IGNORE)
+    value = loss(half, mixed)
+    (grad,) = torch.autograd.grad(value, half)
+    assert value.dtype == torch.float32 and grad.dtype == torch.bfloat16
+    reference, reference_grad = _value_and_grad(lambda x: loss(x, mixed), half.detach().float())
+    torch.testing.assert_close(value, reference, rtol=1e-6, atol=1e-6)  # the same fp32 numbers from bf16 inputs
+    torch.testing.assert_close(grad.float(), reference_grad, rtol=1e-2, atol=1e-4)  # rounded to bf16 at the end
+
+
+def test_a_mixed_target_with_no_labelled_pixel_gives_zero() -> None:
+    logits = torch.randn(2, 3, 2, 2, requires_grad=True)
+    ignored = torch.full((2, 2, 2), IGNORE)
+    value = SegmentationLoss.named("dice_ce", IGNORE)(logits, MixedTarget(ignored, ignored, 0.3))
+    (grad,) = torch.autograd.grad(value, logits)
+    assert value.item() == 0.0 and (grad == 0).all()

@@ -9,6 +9,7 @@ from torch import nn
 from segrecipes.errors import ConfigError
 from segrecipes.methods import MixUp, StepContext
 from segrecipes.methods.mixup import mixup_segmentation
+from segrecipes.methods.targets import MixedTarget
 
 IGNORE = 255
 NUM_CLASSES = 4
@@ -44,10 +45,14 @@ def onehot_by_hand(label: int) -> torch.Tensor:
 def test_images_and_targets_are_mixed_exactly(seed):
     images, target = batch(seed)
     generator = torch.Generator().manual_seed(seed)
-    mixed, dense, mixing = mixup_segmentation(images, target, NUM_CLASSES, alpha=0.5, generator=generator)
+    mixed, mixed_target, mixing = mixup_segmentation(images, target, NUM_CLASSES, alpha=0.5, generator=generator)
     assert 0.0 <= mixing <= 0.5
     partners = recover_partners(images, mixed, mixing)
     assert sorted(partners) == list(range(len(images)))  # one permutation of the batch
+    # the two index maps and the weight, no dense map: the second map is the partners' labels
+    assert isinstance(mixed_target, MixedTarget) and mixed_target.mixing == mixing
+    assert torch.equal(mixed_target.first, target) and torch.equal(mixed_target.second, target[partners])
+    dense = mixed_target.dense(NUM_CLASSES, IGNORE)
     assert dense.shape == (5, NUM_CLASSES, 3, 4) and dense.dtype == torch.float32
     for i, j in enumerate(partners):
         for y in range(3):
@@ -60,9 +65,10 @@ def test_images_and_targets_are_mixed_exactly(seed):
 
 def test_pixel_mass_is_one_of_four_values_and_zero_where_both_ignored():
     images, target = batch(7)
-    mixed, dense, mixing = mixup_segmentation(images, target, NUM_CLASSES, alpha=1.0, generator=torch.Generator())
+    mixed, mixed_target, mixing = mixup_segmentation(images, target, NUM_CLASSES, alpha=1.0,
+                                                     generator=torch.Generator())
     partners = recover_partners(images, mixed, mixing)
-    mass = dense.sum(1)
+    mass = mixed_target.dense(NUM_CLASSES, IGNORE).sum(1)
     allowed = torch.tensor([0.0, 1 - mixing, mixing, 1.0])
     assert ((mass.unsqueeze(-1) - allowed).abs().min(-1).values < 1e-6).all()
     both_ignored = (target == IGNORE) & (target[partners] == IGNORE)
@@ -86,7 +92,7 @@ def test_same_generator_seed_reproduces_the_mix():
     first = mixup_segmentation(images, target, NUM_CLASSES, 0.2, generator=torch.Generator().manual_seed(5))
     second = mixup_segmentation(images, target, NUM_CLASSES, 0.2, generator=torch.Generator().manual_seed(5))
     assert first[2] == second[2]
-    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1].second, second[1].second)
 
 
 def test_dense_target_is_mixed_with_the_same_permutation():
@@ -98,13 +104,15 @@ def test_dense_target_is_mixed_with_the_same_permutation():
     torch.testing.assert_close(dense, (1 - mixing) * dense_in + mixing * dense_in[partners])
 
 
-def test_hook_returns_dense_target():
+def test_hook_returns_index_maps_that_split_into_microbatches():
     images, target = batch(4)
     torch.manual_seed(0)
     hook = MixUp(num_classes=NUM_CLASSES, alpha=0.2, ignore_index=IGNORE)
-    mixed, dense = hook.transform_batch(StepContext(1, 0, 0.0, nn.Identity()), images, target)
-    assert mixed.shape == images.shape and dense.shape == (5, NUM_CLASSES, 3, 4)
-    assert dense.sum(1).max() <= 1.0 + 1e-6
+    mixed, mixed_target = hook.transform_batch(StepContext(1, 0, 0.0, nn.Identity()), images, target)
+    assert mixed.shape == images.shape and mixed_target.shape == target.shape
+    chunks = mixed_target.tensor_split(2)
+    assert [len(chunk) for chunk in chunks] == [3, 2] and all(c.mixing == mixed_target.mixing for c in chunks)
+    assert torch.equal(torch.cat([chunk.second for chunk in chunks]), mixed_target.second)
 
 
 def test_bad_inputs_are_refused():
