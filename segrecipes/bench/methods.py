@@ -6,10 +6,15 @@ that round's plain block, so machine-load drift cancels (see interleave.py). Blo
 10 steps, so "EMA every 10 batches" and "SAM every 2nd step" do their share of work in every block.
 The class count matters: Dice's per-class statistics and MixUp's dense target grow with it, so
 ``classes=150`` measures what ADE20k costs.
+
+Peak memory is measured per variant apart from the timing: on a GPU the peak of tensors allocated
+while the variant is built and takes its first steps (above what was allocated before); on a CPU the
+peak resident size of a fresh process that builds the variant and takes two steps.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -17,6 +22,7 @@ from typing import Any
 
 import torch
 
+from segrecipes.bench.throughput import process_peak_rss_mb
 from segrecipes.bench.driver import bench_config, bench_trainer, synthetic_batch
 from segrecipes.bench.interleave import interleaved_seconds
 from segrecipes.config import ConfigError, load_config
@@ -53,6 +59,7 @@ class MethodCost:
     ratio_min: float
     ratio_max: float
     target: float | None
+    peak_memory_mb: float | None  # see the module docstring; None when not measured
 
     @property
     def within(self) -> bool | None:
@@ -62,20 +69,37 @@ class MethodCost:
         return {**asdict(self), "within": self.within}
 
 
+def _variant_trainer(base_overrides: Sequence[str], variant: Variant, image_size: int, batch_size: int):
+    config = load_config(None, None, [*base_overrides, *variant.overrides], list(variant.methods))
+    trainer = bench_trainer(bench_config(config, image_size, batch_size))
+    images, target = synthetic_batch(trainer, image_size, torch.Generator().manual_seed(0))  # one batch for all
+    return trainer, images, target
+
+
+def _peak_rss_of_two_steps(base_overrides: Sequence[str], variant: Variant, image_size: int, batch_size: int,
+                           threads: int) -> float:
+    """Run in a fresh process: its peak resident size after building ``variant`` and taking two steps."""
+    torch.set_num_threads(threads)
+    trainer, images, target = _variant_trainer(base_overrides, variant, image_size, batch_size)
+    for _ in range(2):
+        trainer.step(images, target)
+    return process_peak_rss_mb()
+
+
 def measure_method_costs(
     base_overrides: Sequence[str], image_size: int, batch_size: int, rounds: int, steps: int,
-    variants: Sequence[Variant] = VARIANTS,
+    variants: Sequence[Variant] = VARIANTS, memory: bool = True,
 ) -> tuple[list[MethodCost], torch.device]:
     """The cost of every variant on the model of ``base_overrides``; the first variant is the reference."""
     if steps % STEPS_MULTIPLE:
         raise ConfigError(f"bench methods: --steps must be a multiple of {STEPS_MULTIPLE}, got {steps}")
-    blocks = {}
+    blocks, peaks = {}, {}
     device = torch.device("cpu")
     for variant in variants:
-        config = load_config(None, None, [*base_overrides, *variant.overrides], list(variant.methods))
-        config = bench_config(config, image_size, batch_size)
-        trainer = bench_trainer(config)
-        images, target = synthetic_batch(trainer, image_size, torch.Generator().manual_seed(0))  # one batch for all
+        before = torch.cuda.memory_allocated() if torch.cuda.is_available() else 0
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        trainer, images, target = _variant_trainer(base_overrides, variant, image_size, batch_size)
         device = trainer.device
 
         def step(trainer=trainer, images=images, target=target) -> None:
@@ -83,12 +107,21 @@ def measure_method_costs(
 
         for _ in range(steps):  # warm-up, and EMA's first copy; keeps blocks aligned to 10 steps
             step()
+        if memory and device.type == "cuda":
+            peaks[variant.name] = (torch.cuda.max_memory_allocated(device) - before) / 2**20
         blocks[variant.name] = step
+    if memory and device.type != "cuda":
+        spawn = multiprocessing.get_context("spawn")
+        with spawn.Pool(1, maxtasksperchild=1) as pool:
+            for variant in variants:
+                peaks[variant.name] = pool.apply(_peak_rss_of_two_steps, (list(base_overrides), variant, image_size,
+                                                                          batch_size, torch.get_num_threads()))
     seconds = interleaved_seconds(blocks, rounds, steps, device)
     plain = seconds[variants[0].name]
     costs = []
     for variant in variants:
         ratios = [mine / theirs for mine, theirs in zip(seconds[variant.name], plain)]
         costs.append(MethodCost(variant.name, 1000 * statistics.median(seconds[variant.name]) / steps,
-                                statistics.median(ratios), min(ratios), max(ratios), variant.target))
+                                statistics.median(ratios), min(ratios), max(ratios), variant.target,
+                                peaks.get(variant.name)))
     return costs, device

@@ -70,13 +70,17 @@ def _reset_peak_memory(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
+def process_peak_rss_mb() -> float:
+    """This process's peak resident size so far, in MiB."""
+    kilobytes_or_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kilobytes_or_bytes / 2**20 if sys.platform == "darwin" else kilobytes_or_bytes / 2**10
+
+
 def _peak_memory(device: torch.device) -> tuple[float, str]:
     """Peak since the reset on a GPU (tensors only); on a CPU the whole process's peak resident size."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20, "cuda max allocated"
-    kilobytes_or_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    megabytes = kilobytes_or_bytes / 2**20 if sys.platform == "darwin" else kilobytes_or_bytes / 2**10
-    return megabytes, "process peak RSS"
+    return process_peak_rss_mb(), "process peak RSS"
 
 
 def measure_throughput(

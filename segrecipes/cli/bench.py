@@ -118,6 +118,8 @@ def methods_command(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "cpu",
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (1 on a machine shared with others).")]
         = None,
+    memory: Annotated[bool, typer.Option(help="Also measure each variant's peak memory (CPU: a process each).")]
+        = True,
     set_: SetOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
@@ -128,21 +130,25 @@ def methods_command(
             f"model.head_channels={head_channels}", f"data.synthetic_num_classes={classes}", f"train.device={device}",
             *(set_ or [])]
     started = time.perf_counter()
-    costs, used = measure_method_costs(base, image_size, batch, rounds, steps)
+    costs, used = measure_method_costs(base, image_size, batch, rounds, steps, memory=memory)
     setting = {"backbone": backbone, "output_stride": output_stride, "head_channels": head_channels,
                "image_size": image_size, "batch": batch, "classes": classes, "rounds": rounds, "steps": steps,
-               "device": device_name(used), "torch": torch.__version__, "seconds": time.perf_counter() - started}
+               "device": device_name(used), "torch": torch.__version__, "seconds": time.perf_counter() - started,
+               "peak_memory_kind": "cuda max allocated" if used.type == "cuda" else "process peak RSS"}
     if json_out:
         print(json.dumps({"setting": setting, "costs": [cost.to_dict() for cost in costs]}, indent=2))
         return
+    memory_kind = "cuda max allocated" if used.type == "cuda" else "process peak RSS"
     table = Table("method", "ms/step", "ratio to plain", "range over rounds", "target", "within",
+                  f"peak memory (MiB, {memory_kind})",
                   title=f"DeepLabv3+ {backbone} OS{output_stride} head {head_channels}, {batch} x {image_size}x"
                         f"{image_size}, {classes} classes, {setting['device']}: {rounds} rounds of {steps} steps")
     for cost in costs:
         within = "-" if cost.within is None else ("yes" if cost.within else "NO")
         target = "-" if cost.target is None else f"<= {cost.target}x"
+        peak = "-" if cost.peak_memory_mb is None else f"{cost.peak_memory_mb:.0f}"
         table.add_row(cost.name, f"{cost.ms_per_step:.0f}", f"{cost.ratio:.3f}x",
-                      f"{cost.ratio_min:.3f}-{cost.ratio_max:.3f}", target, within)
+                      f"{cost.ratio_min:.3f}-{cost.ratio_max:.3f}", target, within, peak)
     Console().print(table)
 
 

@@ -171,6 +171,9 @@ def test_methods_command_reports_every_variant_against_the_plain_step(capsys) ->
         assert cost["within"] == (cost["ratio"] <= cost["target"]) if cost["target"] else True, name
     # SAM every step runs two forward and backward passes where the plain step runs one
     assert costs["SAM every step"]["ratio"] > 1.5
+    # each variant's peak in a process of its own: more than torch's own few hundred MiB, a GiB at most here
+    assert result["setting"]["peak_memory_kind"] == "process peak RSS"
+    assert all(200 < cost["peak_memory_mb"] < 3000 for cost in costs.values())
 
 
 def test_methods_command_needs_whole_blocks_of_ten_steps(capsys) -> None:
