@@ -3,6 +3,8 @@
 Both make augmented training samples from the same CamVid files, one core each: in the main process,
 and through one DataLoader worker (batches of 8). Blocks of samples of the two alternate in a random
 order per round; the ratio is the median of the per-round ratios (see segrecipes/bench/interleave.py).
+segrecipes' loader keeps freed memory in the processes that decode (segrecipes/data/memory.py): its
+worker does so here too, and in the main process the setting helps both pipelines alike.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pipeline_vs_reference.py --data ../shared/data/camvid --crop 512
 """
@@ -20,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from segrecipes.bench.interleave import interleaved_seconds
 from segrecipes.config import load_config
+from segrecipes.data.memory import keep_freed_memory, keep_freed_memory_in_worker
 from segrecipes.data.seeds import derive_seed
 from segrecipes.run import training_data
 
@@ -59,8 +62,10 @@ def _blocks(datasets: dict[str, Dataset], samples: int, workers: int) -> dict:
                 for index in range(state["start"], state["start"] + samples):
                     dataset[index % len(dataset)]
         else:
+            ours = name == "segrecipes"
             loader = DataLoader(dataset, batch_size=8, num_workers=workers, persistent_workers=True,
-                                sampler=range(len(dataset)) , prefetch_factor=2)
+                                sampler=range(len(dataset)), prefetch_factor=2,
+                                worker_init_fn=keep_freed_memory_in_worker if ours else None)
             iterator = {"it": iter(loader)}
 
             def block(loader=loader, iterator=iterator) -> None:
@@ -83,6 +88,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    keep_freed_memory()  # as segrecipes' loader does in the process that decodes
     config = load_config(overrides=[f"data.spec=camvid:{args.data}", f"data.crop_size={args.crop}"])
     ours = training_data(config)
     datasets = {"segrecipes": OursByIndex(ours), "reference (PIL)": ReferenceDataset(ours.raw.pairs, args.crop)}

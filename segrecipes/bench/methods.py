@@ -94,6 +94,12 @@ def measure_method_costs(
     if steps % STEPS_MULTIPLE:
         raise ConfigError(f"bench methods: --steps must be a multiple of {STEPS_MULTIPLE}, got {steps}")
     blocks, peaks = {}, {}
+    if memory and not torch.cuda.is_available():  # first, while this process is small (its children start as big)
+        spawn = multiprocessing.get_context("spawn")
+        with spawn.Pool(1, maxtasksperchild=1) as pool:
+            for variant in variants:
+                peaks[variant.name] = pool.apply(_peak_rss_of_two_steps, (list(base_overrides), variant, image_size,
+                                                                          batch_size, torch.get_num_threads()))
     device = torch.device("cpu")
     for variant in variants:
         before = torch.cuda.memory_allocated() if torch.cuda.is_available() else 0
@@ -110,12 +116,6 @@ def measure_method_costs(
         if memory and device.type == "cuda":
             peaks[variant.name] = (torch.cuda.max_memory_allocated(device) - before) / 2**20
         blocks[variant.name] = step
-    if memory and device.type != "cuda":
-        spawn = multiprocessing.get_context("spawn")
-        with spawn.Pool(1, maxtasksperchild=1) as pool:
-            for variant in variants:
-                peaks[variant.name] = pool.apply(_peak_rss_of_two_steps, (list(base_overrides), variant, image_size,
-                                                                          batch_size, torch.get_num_threads()))
     seconds = interleaved_seconds(blocks, rounds, steps, device)
     plain = seconds[variants[0].name]
     costs = []

@@ -12,6 +12,7 @@ import resource
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -71,7 +72,16 @@ def _reset_peak_memory(device: torch.device) -> None:
 
 
 def process_peak_rss_mb() -> float:
-    """This process's peak resident size so far, in MiB."""
+    """This process's peak resident size so far, in MiB.
+
+    Linux's ``VmHWM`` where there is one: ``getrusage``'s maximum is carried over fork and exec, so a
+    freshly spawned process would report its parent's resident size at the fork if that was larger.
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**10
     kilobytes_or_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kilobytes_or_bytes / 2**20 if sys.platform == "darwin" else kilobytes_or_bytes / 2**10
 

@@ -13,9 +13,10 @@ from rich.console import Console
 from rich.table import Table
 
 from segrecipes.bench.driver import bench_config, bench_trainer, synthetic_batch
+from segrecipes.bench.gpu import run_gpu
 from segrecipes.bench.methods import measure_method_costs
 from segrecipes.bench.overhead import LAYOUT_METHOD, engine_overhead
-from segrecipes.bench.pipeline import measure_pipeline
+from segrecipes.bench.pipeline import measure_pipeline, measure_stages
 from segrecipes.bench.race import Spread, race_configs, run_race, summarize, write_race
 from segrecipes.bench.throughput import device_name, measure_throughput
 from segrecipes.config import ConfigError, load_config
@@ -159,25 +160,46 @@ def data_command(
     batch: Annotated[int, typer.Option(help="Images per batch.")] = 8,
     batches: Annotated[int, typer.Option(help="Timed batches per worker count (after the first).")] = 20,
     crop_size: Annotated[Optional[int], typer.Option(help="Training crop side (default: the config's).")] = None,
+    stage_samples: Annotated[int, typer.Option(help="Samples for the per-stage breakdown (0: none).")] = 50,
+    threads: Annotated[int, typer.Option(help="torch threads of the stage breakdown (a worker uses 1).")] = 1,
     recipe: RecipeOption = None,
     set_: SetOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
-    """Images/s of the real training DataLoader (decode + augmentation) for several worker counts."""
+    """Images/s of the real training DataLoader (decode + augmentation) for several worker counts, and
+    the time of each stage of a sample (decode, resize, crop search, flip, photometric, pad)."""
     overrides = [f"data.spec={data}", *([f"data.crop_size={crop_size}"] if crop_size else []), *(set_ or [])]
     config = load_config(recipe, overrides=overrides)
-    reports = measure_pipeline(training_data(config), _integers("--workers", workers), batch, batches,
-                               config.train.seed, config.data.pin_memory)
+    counts = _integers("--workers", workers)
+    dataset = training_data(config)
+    reports = measure_pipeline(dataset, counts, batch, batches, config.train.seed, config.data.pin_memory)
+    stages = None
+    if stage_samples:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            stages = measure_stages(dataset, stage_samples, config.train.seed)
+        finally:
+            torch.set_num_threads(previous)
     if json_out:
         print(json.dumps({"data": data, "crop_size": config.data.crop_size,
-                          "results": [report.to_dict() for report in reports]}, indent=2))
+                          "results": [report.to_dict() for report in reports],
+                          "stages": stages.to_dict() if stages else None}, indent=2))
         return
     table = Table("workers", "images/s", "first batch (s)", "timed batches",
                   title=f"train DataLoader, {data}, crop {config.data.crop_size}, batch {batch}")
     for report in reports:
         table.add_row(str(report.workers), f"{report.images_per_s:.1f}", f"{report.first_batch_s:.2f}",
                       str(report.batches))
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    if stages:
+        breakdown = Table("stage", "ms per sample", "share", title=f"one sample, stage by stage ({threads} thread"
+                          f"{'s' if threads > 1 else ''}, mean of {stages.samples} samples, this process)")
+        for name, ms in stages.ms_per_sample.items():
+            breakdown.add_row(name, f"{ms:.2f}", f"{100 * ms / stages.total_ms:.0f}%")
+        breakdown.add_row("total", f"{stages.total_ms:.2f}", "100%")
+        console.print(breakdown)
 
 
 def _shown(spread: Spread | None, digits: int = 1) -> str:
@@ -222,3 +244,17 @@ def race_command(
     console = Console()
     console.print(table)
     console.print(f"wrote {paths['json']}, {paths['csv']} and {paths['plot']}")
+
+
+@bench_app.command("gpu")
+def gpu_command(
+    out: Annotated[Path, typer.Option(help="Folder for gpu_check.json and gpu_check.md (created if missing).")],
+    smoke: Annotated[bool, typer.Option("--smoke", help="The same code on a CPU at tiny sizes (under a minute).")]
+        = False,
+    budget_s: Annotated[float, typer.Option(help="Seconds from the start; a throughput cell that would end later "
+                                                 "is skipped.")] = 420.0,
+) -> None:
+    """Everything that needs a GPU in one run of at most ~8 minutes: correctness, throughput, data pipeline.
+    Exits with 1 if a correctness check failed."""
+    if run_gpu(out, smoke, budget_s, Console()).failed:
+        raise typer.Exit(1)

@@ -102,14 +102,15 @@ def _files_by_stem(folder: Path, suffixes: Sequence[str], problems: list[Problem
 
 def label_table(num_classes: int, ignore_values: Iterable[int] = (), shift: int = 0) -> torch.Tensor:
     """Raw mask value -> class index: ``raw - shift`` when in [0, num_classes), 255 for an ignored
-    raw value, and -1 for anything else (reported as an error when a mask contains it)."""
+    raw value, and -1 for anything else (reported as an error when a mask contains it). int16: the
+    whole table stays in cache while a mask is looked up."""
     if not 0 < num_classes <= IGNORE_INDEX:
         raise DataError(f"num_classes {num_classes} must be between 1 and {IGNORE_INDEX} ({IGNORE_INDEX} means ignore)")
     table = torch.arange(_RAW_VALUES) - shift
     table[(table < 0) | (table >= num_classes)] = -1
     for value in ignore_values:
         table[value] = IGNORE_INDEX
-    return table
+    return table.to(torch.int16)
 
 
 def decode(path: Path, mode: ImageReadMode) -> torch.Tensor:
@@ -127,16 +128,21 @@ def read_image(path: Path) -> torch.Tensor:
 
 
 def read_raw_mask(path: Path) -> torch.Tensor:
-    """The stored values (H, W) of a single-channel 8- or 16-bit mask, as int64."""
+    """The stored values (H, W) of a single-channel 8- or 16-bit mask, as stored (uint8 or uint16)."""
     raw = decode(path, ImageReadMode.UNCHANGED)
     if raw.shape[0] != 1:
         raise DataError(f"{path}: mask has {raw.shape[0]} channels; expected a single-channel PNG of class indices")
-    return raw[0].long()
+    return raw[0]
+
+
+def look_up(raw: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """``table[raw]`` with 4-byte indices: a gather, not a copy of the mask to int64 first."""
+    return table.index_select(0, raw.flatten().int()).view(raw.shape)
 
 
 def bad_label_values(raw: torch.Tensor, table: torch.Tensor) -> list[int]:
     """Up to 8 distinct raw values of ``raw`` that ``table`` maps to no class and not to ignore."""
-    return raw[table[raw] < 0].unique()[:_SHOWN_VALUES].tolist()
+    return raw[look_up(raw, table) < 0].int().unique()[:_SHOWN_VALUES].tolist()
 
 
 def bad_label_message(values: list[int], num_classes: int) -> str:
@@ -145,7 +151,7 @@ def bad_label_message(values: list[int], num_classes: int) -> str:
 
 
 class SegmentationFiles(Dataset):
-    """``ds[i] -> (image, mask)``: uint8 RGB (3, H, W) at the original size and int64 (H, W) class
+    """``ds[i] -> (image, mask)``: uint8 RGB (3, H, W) at the original size and uint8 (H, W) class
     indices with 255 = ignore, decoded from the file pairs of ``layout``."""
 
     ignore_index = IGNORE_INDEX
@@ -180,7 +186,8 @@ class SegmentationFiles(Dataset):
         if raw.shape != image.shape[1:]:
             raise DataError(f"{mask_path}: mask is {raw.shape[1]}x{raw.shape[0]} but its image {image_path.name} is "
                             f"{image.shape[2]}x{image.shape[1]}")
-        bad = bad_label_values(raw, self.layout.table)
-        if bad:
+        labels = look_up(raw, self.layout.table)
+        if labels.amin() < 0:
+            bad = bad_label_values(raw, self.layout.table)
             raise DataError(f"{mask_path}: {bad_label_message(bad, self.num_classes)}")
-        return image, self.layout.table[raw]
+        return image, labels.to(torch.uint8)

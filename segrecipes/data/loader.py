@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .memory import keep_freed_memory, keep_freed_memory_in_worker
 from .sampler import TrainSampler
 
 
@@ -34,12 +35,13 @@ def build_train_loader(
 
     A dataset with ``seeded = True`` (:class:`~segrecipes.data.augmented.AugmentedDataset`) gets the
     sampler's ``(index, sample_seed)`` keys, so its augmentation is reproducible; any other dataset
-    (a user's own) gets the index.
+    (a user's own) gets the index. The processes that decode keep their freed memory (memory.py).
     """
     if batch_size <= 0 or sampler.batch_size_per_rank % batch_size:
         raise ValueError(
             f"batch_size {batch_size} must divide the sampler's batch_size_per_rank {sampler.batch_size_per_rank}"
         )
+    keep_freed_memory()  # this process decodes when num_workers is 0, and forked workers inherit it
     return DataLoader(
         dataset if getattr(dataset, "seeded", False) else _IndexOnly(dataset),
         batch_size=batch_size,
@@ -48,6 +50,7 @@ def build_train_loader(
         pin_memory=pin_memory and torch.cuda.is_available(),
         persistent_workers=persistent_workers and num_workers > 0,
         drop_last=True,
+        worker_init_fn=keep_freed_memory_in_worker,
         # its own generator: creating an iterator must not consume the global RNG (dropout), or a
         # resumed run would diverge; augmentation randomness comes from the sampler's seeds anyway
         generator=torch.Generator().manual_seed(sampler.seed),

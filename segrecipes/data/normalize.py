@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -18,6 +20,14 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     """
     if images.is_floating_point():
         return images
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(3, 1, 1) * 255
-    std = torch.tensor(IMAGENET_STD, device=images.device).view(3, 1, 1) * 255
+    mean, std = _statistics(images.device)
     return (images.float() - mean) / std
+
+
+@functools.cache
+def _statistics(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std (x 255) on ``device``, made once: a tensor built from host values for every batch is a
+    host-to-device copy, which waits for the GPU (``torch.cuda.set_sync_debug_mode`` flags it)."""
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(3, 1, 1) * 255
+    std = torch.tensor(IMAGENET_STD, device=device).view(3, 1, 1) * 255
+    return mean, std

@@ -36,7 +36,7 @@ def class_names(num_classes: int = len(CLASS_NAMES)) -> list[str]:
 
 
 class SyntheticShapes(Dataset):
-    """``ds[i] -> (image, mask)``: uint8 (3, S, S) and int64 (S, S) with 2-4 objects."""
+    """``ds[i] -> (image, mask)``: uint8 (3, S, S) and uint8 (S, S) class indices, with 2-4 objects."""
 
     ignore_index = IGNORE_INDEX
 
@@ -91,7 +91,7 @@ def _draw_sample(size: int, generator: torch.Generator, num_classes: int) -> tup
 
     background = _uniform(0, 256, generator, (3,))
     image = background.view(3, 1, 1).expand(3, size, size)
-    mask = torch.zeros(size, size, dtype=torch.int64)
+    mask = torch.zeros(size, size, dtype=torch.uint8)
 
     # One object per cell of a 2 x 2 grid, jittered: objects touch or overlap a little but stay recognizable.
     cells = torch.randperm(4, generator=generator)[: int(torch.randint(2, 5, (), generator=generator))].tolist()

@@ -141,7 +141,7 @@ class Trainer:
         """One optimizer step on this rank's share of a global batch; advances the clock."""
         context = self.context(during_step=True)
         images = normalize(images.to(self.device, non_blocking=True))
-        target = target.to(self.device, non_blocking=True)
+        target = _target_on(self.device, target)
         for method in self.methods:
             images, target = method.transform_batch(context, images, target)
         set_lr(self.optimizer, self.lr_schedule(context.fraction))
@@ -269,7 +269,7 @@ class Trainer:
         if not self._probed and self.settings.device_microbatch_size == "auto" and self.device.type == "cuda":
             self._probed = True
             image, target = self.loader.dataset[(0, 0)]
-            sample = normalize(image.to(self.device)), target.to(self.device)
+            sample = normalize(image.to(self.device)), _target_on(self.device, target)
             self.microbatch = probe_microbatch(self.model, self.loss_fn, *sample, self.microbatch, self.amp_dtype,
                                                self.buffers)
 
@@ -342,3 +342,10 @@ class Trainer:
         if not all_finite(self.model) or not all_finite(self.eval_model()):
             raise TrainingDiverged(f"non-finite weights at step {self.clock.step}; no checkpoint written")
         save_training_checkpoint(self.state_dict(), self.run_dir / "checkpoints", self.settings.keep_last)
+
+
+def _target_on(device: torch.device, target: torch.Tensor) -> torch.Tensor:
+    """Class indices travel as uint8 (an eighth of int64's bytes) and are widened on the device; a dense
+    float target (a user's own) is moved as it is."""
+    target = target.to(device, non_blocking=True)
+    return target if target.is_floating_point() else target.long()

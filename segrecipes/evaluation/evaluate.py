@@ -30,7 +30,7 @@ ScoredCallback = Callable[[torch.Tensor, torch.Tensor], None]
 
 
 class RawSegmentationDataset(Protocol):
-    """``ds[i] -> (uint8 image (3, H, W) RGB, int64 mask (H, W) with 255 = ignore)`` at original size."""
+    """``ds[i] -> (uint8 image (3, H, W) RGB, integer mask (H, W) with 255 = ignore)`` at original size."""
 
     def __len__(self) -> int: ...
 

@@ -15,7 +15,7 @@ from segrecipes.run import training_data
 def test_data_command_times_each_worker_count_on_camvid(camvid_root, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["bench", "data", "--data", f"camvid:{camvid_root}", "--workers", "0,1", "--batch", "2",
-              "--batches", "2", "--crop-size", "64", "--json"])
+              "--batches", "2", "--crop-size", "64", "--stage-samples", "3", "--json"])
     assert exit_info.value.code == 0
     result = json.loads(capsys.readouterr().out)
     assert result["crop_size"] == 64
@@ -23,6 +23,20 @@ def test_data_command_times_each_worker_count_on_camvid(camvid_root, capsys) -> 
     for row in result["results"]:
         assert (row["batch_size"], row["batches"]) == (2, 2)
         assert row["images_per_s"] > 0 and row["first_batch_s"] > 0
+    stages = result["stages"]
+    assert list(stages["ms_per_sample"]) == ["decode", "resize", "crop search", "flip", "photometric", "pad"]
+    assert stages["samples"] == 3 and all(ms > 0 for ms in stages["ms_per_sample"].values())
+    assert stages["total_ms"] == pytest.approx(sum(stages["ms_per_sample"].values()))
+
+
+def test_the_stage_breakdown_is_printed_as_a_table(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "data", "--data", "synthetic", "--workers", "0", "--batch", "2", "--batches", "1",
+              "--crop-size", "32", "--set", "data.synthetic_image_size=48", "--stage-samples", "2"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for stage in ("decode", "resize", "crop search", "flip", "photometric", "pad", "total"):
+        assert stage in out
 
 
 def test_timed_batches_are_capped_by_one_epoch() -> None:

@@ -174,6 +174,9 @@ def test_methods_command_reports_every_variant_against_the_plain_step(capsys) ->
     # each variant's peak in a process of its own: more than torch's own few hundred MiB, a GiB at most here
     assert result["setting"]["peak_memory_kind"] == "process peak RSS"
     assert all(200 < cost["peak_memory_mb"] < 3000 for cost in costs.values())
+    # Bug: every variant reported the parent's resident size at the fork (getrusage's maximum survives exec)
+    peaks = [cost["peak_memory_mb"] for cost in costs.values()]
+    assert len(set(peaks)) > 1 and costs["SAM every step"]["peak_memory_mb"] >= 0.98 * plain["peak_memory_mb"]
 
 
 def test_methods_command_needs_whole_blocks_of_ten_steps(capsys) -> None:

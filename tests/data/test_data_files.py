@@ -55,7 +55,7 @@ def test_folder_reads_images_masks_and_class_names(tmp_path: Path) -> None:
     assert len(dataset) == 1 and dataset.class_names == ["a", "b", "c", "d"] and dataset.num_classes == 4
     image, mask = dataset[0]
     assert image.shape == (3, 2, 4) and image.dtype == torch.uint8
-    assert mask.dtype == torch.int64
+    assert mask.dtype == torch.uint8  # class indices travel as uint8 (the trainer widens them on the device)
     assert mask.tolist() == [[0, 1, 2, 3], [255, 3, 2, 1]]
     assert dataset.image_path(0).endswith("one.jpg") and dataset.mask_path(0).endswith("one.png")
 

@@ -10,6 +10,9 @@ import pytest
 import torch
 from PIL import Image, ImageEnhance
 
+from torchvision.transforms.v2 import functional as F
+
+from segrecipes.data import photometric
 from segrecipes.data.photometric import PhotometricDistortion
 
 IDENTITY = dict(brightness_delta=0, contrast_range=(1.0, 1.0), saturation_range=(1.0, 1.0), hue_delta=0)
@@ -124,3 +127,50 @@ def test_contrast_comes_first_or_last_never_twice() -> None:
     image = _bright_image()
     for out in _outcomes(distortion, image):
         assert torch.equal(out, image) or out.unique().numel() == 1
+
+
+def _random_images(count: int, seed: int = 0) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    sizes = torch.randint(1, 70, (count, 2), generator=generator).tolist()
+    return [torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=generator)
+            for height, width in sizes]
+
+
+def _applied_to_float(step, image: torch.Tensor, factor: float) -> torch.Tensor:
+    work = image.to(torch.float32)
+    step(work, factor)
+    return work.to(torch.uint8)
+
+
+@pytest.mark.parametrize("name", ["brightness", "contrast", "saturation"])
+def test_blends_are_bit_exact_to_torchvision_on_uint8(name: str) -> None:
+    """The in-place float chain does torchvision's float32 operations in its order, truncating as its uint8
+    round trip did: equal to the pixel, on odd sizes too (the vectorized loops' tails)."""
+    reference = {"brightness": F.adjust_brightness, "contrast": F.adjust_contrast,
+                 "saturation": F.adjust_saturation}[name]
+    generator = torch.Generator().manual_seed(1)
+    for image in _random_images(25):
+        factor = 1.5 * float(torch.rand((), generator=generator))
+        assert torch.equal(_applied_to_float(getattr(photometric, name), image, factor), reference(image, factor))
+
+
+def test_hue_is_within_one_level_of_torchvision_for_any_shift() -> None:
+    shifts = [-0.5, -0.4, -1 / 3, -0.2, -0.07, -0.01, 0.0, 0.03, 18 / 255, 1 / 6, 0.25, 0.45, 0.5]
+    differing = total = 0
+    for image, shift in zip(_random_images(len(shifts), seed=2), shifts):
+        difference = (_applied_to_float(photometric.hue, image, shift).int() - F.adjust_hue(image, shift).int()).abs()
+        assert difference.max() <= 1, shift  # both truncate; ours rounds the shift to 1/16 of a level first
+        differing, total = differing + int((difference > 0).sum()), total + difference.numel()
+    assert differing < 0.2 * total  # about one value in eight is one level off
+
+
+def test_hue_rotates_primaries_around_the_colour_circle() -> None:
+    """Hand-computed: a sixth of a turn takes red to yellow, a third to green, half to cyan; greys stay."""
+    pixels = torch.tensor([[255, 0, 0], [200, 200, 200], [0, 0, 255]], dtype=torch.uint8).T.reshape(3, 1, 3)
+    expected = {1 / 6: [[255, 255, 0], [200, 200, 200], [255, 0, 255]],
+                1 / 3: [[0, 255, 0], [200, 200, 200], [255, 0, 0]],
+                0.5: [[0, 255, 255], [200, 200, 200], [255, 255, 0]],
+                -1 / 6: [[255, 0, 255], [200, 200, 200], [0, 255, 255]]}
+    for shift, colours in expected.items():
+        out = _applied_to_float(photometric.hue, pixels, shift)
+        assert out.reshape(3, 3).T.tolist() == colours, shift

@@ -142,7 +142,7 @@ def test_loader_batches_are_the_same_with_and_without_workers() -> None:
     assert len(serial) == len(parallel) == 3
     for (images, masks), (other_images, other_masks) in zip(serial, parallel):
         assert images.shape == (4, 3, 32, 32) and images.dtype == torch.uint8
-        assert masks.shape == (4, 32, 32) and masks.dtype == torch.int64
+        assert masks.shape == (4, 32, 32) and masks.dtype == torch.uint8
         assert torch.equal(images, other_images) and torch.equal(masks, other_masks)
     keys = list(sampler)
     assert torch.equal(serial[0][0][1], dataset[keys[1]][0])

@@ -22,7 +22,7 @@ def samples() -> list[tuple[torch.Tensor, torch.Tensor]]:
 def test_types_and_shapes(samples: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
     image, mask = samples[0]
     assert image.shape == (3, 64, 64) and image.dtype == torch.uint8
-    assert mask.shape == (64, 64) and mask.dtype == torch.int64
+    assert mask.shape == (64, 64) and mask.dtype == torch.uint8
     dataset = SyntheticShapes(5, image_size=40)
     assert len(dataset) == 5 and dataset.num_classes == len(dataset.class_names) == 6
     assert dataset.ignore_index == 255 and dataset.image_path(3) == "synthetic-train[3]"

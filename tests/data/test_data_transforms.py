@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision.transforms.v2 import functional as F
 
 from segrecipes.data.normalize import MEAN_PIXEL
-from segrecipes.data.transforms import TrainTransform, resize_pair
+from segrecipes.data.transforms import ResizedMask, TrainTransform, nearest_indices, resize_pair
 
 
 def _pair(height: int, width: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -30,7 +31,7 @@ def test_train_output_shapes_and_dtypes(size: tuple[int, int]) -> None:
     for seed in range(5):
         out_image, out_mask = transform(image, mask, _seeded(seed))
         assert out_image.shape == (3, 32, 32) and out_image.dtype == torch.uint8
-        assert out_mask.shape == (32, 32) and out_mask.dtype == torch.int64
+        assert out_mask.shape == (32, 32) and out_mask.dtype == mask.dtype  # the mask's dtype is kept
         assert set(out_mask.unique().tolist()) <= {0, 1, 2, 3, 4, 255}
 
 
@@ -173,3 +174,51 @@ def test_images_are_resized_close_to_pil_bilinear() -> None:
 def test_bad_arguments_are_refused() -> None:
     with pytest.raises(ValueError, match="crop_size"):
         TrainTransform(0)
+
+
+def test_a_mask_cropped_while_resizing_equals_the_crop_of_the_whole_resized_mask() -> None:
+    """The crop stage resizes only the part of the mask it keeps; the pixels must be those of resizing it
+    whole (what the evaluation and PIL do), for up- and downscaling and any box."""
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(40):
+        height, width, side = (int(value) for value in torch.randint(1, 300, (3,), generator=generator))
+        mask = torch.randint(0, 256, (height, width), dtype=torch.uint8, generator=generator)
+        _, whole = resize_pair(torch.zeros(3, height, width, dtype=torch.uint8), mask, side, side)
+        crop = int(torch.randint(1, side + 1, (), generator=generator))
+        top, left = (int(value) for value in torch.randint(0, side - crop + 1, (2,), generator=generator))
+        window = ResizedMask(mask, side, side).crop((top, left, crop, crop))
+        assert window.is_contiguous() and torch.equal(window, whole[top : top + crop, left : left + crop])
+
+
+def test_nearest_indices_follow_torch_at_exact_ties() -> None:
+    """2 pixels to 141: output pixel 70's centre falls exactly on the source boundary (70.5 * 2 / 141 = 1);
+    torch's kernel takes pixel 1 there, where float32 arithmetic written out by hand gives 0."""
+    row = torch.tensor([[[0, 1]]], dtype=torch.uint8)
+    resized = F.resize(row, [1, 141], interpolation=F.InterpolationMode.NEAREST_EXACT)[0, 0]
+    assert resized[70] == 1 and torch.equal(nearest_indices(2, 141).long(), resized.long())
+
+
+def test_an_image_no_larger_than_the_crop_is_kept_whole_without_drawing() -> None:
+    """As the reference: no crop and no search when the resized image fits in the crop (and no random
+    numbers spent on boxes that cannot differ)."""
+    image, mask = _pair(20, 20)
+    transform = TrainTransform(32, photometric=False)
+    generator = _seeded(0)
+    before = generator.get_state()
+    out_image, out_mask = transform.crop(image, mask, generator)
+    assert torch.equal(generator.get_state(), before)
+    assert torch.equal(out_image, image) and torch.equal(out_mask, mask)
+
+
+def test_stages_in_order_make_the_transform() -> None:
+    image, mask = _pair(50, 70)
+    mask = mask.to(torch.uint8)
+    transform = TrainTransform(32)
+    assert [name for name, _ in transform.stages()] == ["resize", "crop search", "flip", "photometric", "pad"]
+    for seed in range(5):
+        staged, generator = (image, mask), _seeded(seed)
+        for _, stage in transform.stages():
+            staged = stage(*staged, generator)
+        whole = transform(image, mask, _seeded(seed))
+        assert torch.equal(staged[0], whole[0]) and torch.equal(staged[1], whole[1])
+        assert whole[1].dtype == torch.uint8  # labels stay one byte until the trainer widens them on the device
