@@ -137,9 +137,7 @@ def _random_images(count: int, seed: int = 0) -> list[torch.Tensor]:
 
 
 def _applied_to_float(step, image: torch.Tensor, factor: float) -> torch.Tensor:
-    work = image.to(torch.float32)
-    step(work, factor)
-    return work.to(torch.uint8)
+    return step(image.to(torch.float32), factor).to(torch.uint8)
 
 
 @pytest.mark.parametrize("name", ["brightness", "contrast", "saturation"])
@@ -174,3 +172,28 @@ def test_hue_rotates_primaries_around_the_colour_circle() -> None:
     for shift, colours in expected.items():
         out = _applied_to_float(photometric.hue, pixels, shift)
         assert out.reshape(3, 3).T.tolist() == colours, shift
+
+
+@pytest.mark.parametrize("name", ["brightness", "contrast", "saturation", "hue"])
+def test_each_step_takes_a_decoded_image_as_it_is_laid_out(name: str) -> None:
+    """A decoded image is (H, W, 3) in memory, seen as (3, H, W): each step gives what it gives for the same
+    values laid out by plane, from uint8 or float, and leaves a uint8 input alone."""
+    step = getattr(photometric, name)
+    planar = torch.randint(0, 256, (3, 37, 53), dtype=torch.uint8, generator=_seeded(3))
+    decoded = planar.permute(1, 2, 0).contiguous().permute(2, 0, 1)
+    factor = 0.05 if name == "hue" else 1.3
+    expected = step(planar.to(torch.float32), factor).to(torch.uint8)
+    before = decoded.clone()
+    for work in (decoded, decoded.to(torch.float32)):
+        assert torch.equal(step(work, factor).to(torch.uint8), expected)
+    assert torch.equal(decoded, before)
+
+
+def test_the_hue_shift_in_int16_is_within_a_sixteenth_and_a_half_of_a_level() -> None:
+    """Against the exact product chroma x shift (in sixteenths of a level), for every chroma and many shifts."""
+    chroma = torch.arange(256, dtype=torch.int16)
+    for sixteenths in torch.linspace(-16, 16, 97).tolist() + [0.3, -0.3, 15.99]:
+        six_hue = torch.zeros_like(chroma)
+        photometric._add_shift_(six_hue, chroma, sixteenths)
+        exact = chroma.double() * sixteenths
+        assert (six_hue.double() - exact).abs().max() <= 1.5, sixteenths
