@@ -37,19 +37,13 @@ def nearest_indices(source: int, size: int) -> torch.Tensor:
     return F.resize(row, [1, size], interpolation=F.InterpolationMode.NEAREST_EXACT).view(size).int()
 
 
-def resize_pair(image: torch.Tensor, mask: torch.Tensor, height: int, width: int) -> Pair:
-    """Image bilinear with antialiasing, mask nearest (labels are never blended), both as PIL does them.
-
-    ``NEAREST_EXACT`` samples each output pixel's centre, as PIL's nearest does; torch's legacy
-    ``NEAREST`` floors the coordinate and shifts the mask up to a source pixel against the image.
-    """
-    mask = F.resize(mask[None], [height, width], interpolation=F.InterpolationMode.NEAREST_EXACT)[0]
-    return resize_image(image, height, width), mask
-
-
 class ResizedMask:
     """A mask as if resized (nearest-exact) to ``height`` x ``width``, made only where it is cropped:
-    at twice the crop's side a whole resized mask is four crops' worth of work for one crop."""
+    at twice the crop's side a whole resized mask is four crops' worth of work for one crop.
+
+    Labels are never blended. ``NEAREST_EXACT`` samples each output pixel's centre, as PIL's nearest
+    does; torch's legacy ``NEAREST`` floors the coordinate and shifts the mask up to a source pixel
+    against the image."""
 
     def __init__(self, mask: torch.Tensor, height: int, width: int) -> None:
         self.mask, self.height, self.width = mask, height, width
@@ -114,13 +108,10 @@ class TrainTransform:
         top, left, height, width = box
         return image[:, top : top + height, left : left + width], mask
 
-    def crop_box(self, mask: torch.Tensor, generator: torch.Generator) -> Box:
+    def _search(self, mask: ResizedMask, generator: torch.Generator) -> tuple[Box, torch.Tensor]:
         """A random crop of ``mask``, re-drawn up to ``crop_retries`` times while one class covers at least
         ``cat_max_ratio`` of the labelled pixels (or fewer than two classes are present), as in mmseg.
         A mask no larger than the crop is kept whole without drawing or searching, as the reference did."""
-        return self._search(ResizedMask(mask, *mask.shape), generator)[0]
-
-    def _search(self, mask: ResizedMask, generator: torch.Generator) -> tuple[Box, torch.Tensor]:
         if mask.height <= self.crop_size and mask.width <= self.crop_size:
             box = (0, 0, mask.height, mask.width)
             return box, mask.crop(box)

@@ -10,7 +10,7 @@ from PIL import Image
 from torchvision.transforms.v2 import functional as F
 
 from segrecipes.data.normalize import MEAN_PIXEL
-from segrecipes.data.transforms import ResizedMask, TrainTransform, nearest_indices, resize_pair
+from segrecipes.data.transforms import ResizedMask, TrainTransform, nearest_indices, resize_image
 
 
 def _pair(height: int, width: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,13 +81,19 @@ def test_cat_max_ratio_is_enforced_on_a_constructed_mask() -> None:
     }
     assert 0 < len(balanced) < 33 * 33 / 4
 
-    strict = TrainTransform(32, cat_max_ratio=0.75, crop_retries=200)
-    loose = TrainTransform(32, cat_max_ratio=1.0)
-    strict_boxes = [strict.crop_box(mask, _seeded(seed)) for seed in range(20)]
-    loose_boxes = [loose.crop_box(mask, _seeded(seed)) for seed in range(20)]
-    assert all(box[2:] == (32, 32) for box in strict_boxes + loose_boxes)
-    assert all(box[:2] in balanced for box in strict_boxes)
-    assert not all(box[:2] in balanced for box in loose_boxes)
+    # the image's first two channels hold each pixel's row and column: a crop's corner says where it is
+    rows, columns = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    image = torch.stack([rows, columns, rows]).to(torch.uint8)
+
+    def corners(transform: TrainTransform) -> list[tuple[int, int]]:
+        crops = [transform.crop(image, mask, _seeded(seed)) for seed in range(20)]
+        assert all(cropped.shape == (3, 32, 32) and labels.shape == (32, 32) for cropped, labels in crops)
+        assert all(torch.equal(labels, mask[int(cropped[0, 0, 0]):, int(cropped[1, 0, 0]):][:32, :32])
+                   for cropped, labels in crops)
+        return [(int(cropped[0, 0, 0]), int(cropped[1, 0, 0])) for cropped, _ in crops]
+
+    assert all(corner in balanced for corner in corners(TrainTransform(32, cat_max_ratio=0.75, crop_retries=200)))
+    assert not all(corner in balanced for corner in corners(TrainTransform(32, cat_max_ratio=1.0)))
 
 
 def test_cat_max_ratio_in_the_full_transform() -> None:
@@ -158,14 +164,14 @@ def test_training_masks_are_resized_as_pil_resizes_them(side: int) -> None:
     generator = torch.Generator().manual_seed(0)
     blocks = torch.randint(0, 150, (512 // 7 + 1, 683 // 13 + 1), generator=generator)
     mask = blocks.repeat_interleave(7, 0).repeat_interleave(13, 1)[:512, :683]
-    _, resized = resize_pair(torch.zeros(3, 512, 683, dtype=torch.uint8), mask, side, side)
+    resized = ResizedMask(mask, side, side).crop((0, 0, side, side))
     reference = Image.fromarray(mask.numpy().astype(np.uint8)).resize((side, side), Image.Resampling.NEAREST)
     assert torch.equal(resized, torch.from_numpy(np.array(reference)).long())
 
 
 def test_images_are_resized_close_to_pil_bilinear() -> None:
     image = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (3, 64, 86), dtype=np.uint8))
-    out, _ = resize_pair(image, torch.zeros(64, 86, dtype=torch.int64), 40, 40)
+    out = resize_image(image, 40, 40)
     reference = Image.fromarray(image.permute(1, 2, 0).numpy()).resize((40, 40), Image.Resampling.BILINEAR)
     difference = (out.int() - torch.from_numpy(np.array(reference)).permute(2, 0, 1).int()).abs()
     assert difference.max() <= 1  # antialiased bilinear, as PIL: rounding differs by at most one level
@@ -183,7 +189,7 @@ def test_a_mask_cropped_while_resizing_equals_the_crop_of_the_whole_resized_mask
     for _ in range(40):
         height, width, side = (int(value) for value in torch.randint(1, 300, (3,), generator=generator))
         mask = torch.randint(0, 256, (height, width), dtype=torch.uint8, generator=generator)
-        _, whole = resize_pair(torch.zeros(3, height, width, dtype=torch.uint8), mask, side, side)
+        whole = F.resize(mask[None], [side, side], interpolation=F.InterpolationMode.NEAREST_EXACT)[0]
         crop = int(torch.randint(1, side + 1, (), generator=generator))
         top, left = (int(value) for value in torch.randint(0, side - crop + 1, (2,), generator=generator))
         window = ResizedMask(mask, side, side).crop((top, left, crop, crop))
