@@ -132,14 +132,14 @@ def methods_command(
             *(set_ or [])]
     started = time.perf_counter()
     costs, used = measure_method_costs(base, image_size, batch, rounds, steps, memory=memory)
+    memory_kind = "cuda max allocated" if used.type == "cuda" else "process peak RSS"
     setting = {"backbone": backbone, "output_stride": output_stride, "head_channels": head_channels,
                "image_size": image_size, "batch": batch, "classes": classes, "rounds": rounds, "steps": steps,
                "device": device_name(used), "torch": torch.__version__, "seconds": time.perf_counter() - started,
-               "peak_memory_kind": "cuda max allocated" if used.type == "cuda" else "process peak RSS"}
+               "peak_memory_kind": memory_kind}
     if json_out:
         print(json.dumps({"setting": setting, "costs": [cost.to_dict() for cost in costs]}, indent=2))
         return
-    memory_kind = "cuda max allocated" if used.type == "cuda" else "process peak RSS"
     table = Table("method", "ms/step", "ratio to plain", "range over rounds", "target", "within",
                   f"peak memory (MiB, {memory_kind})",
                   title=f"DeepLabv3+ {backbone} OS{output_stride} head {head_channels}, {batch} x {image_size}x"
@@ -168,6 +168,9 @@ def data_command(
 ) -> None:
     """Images/s of the real training DataLoader (decode + augmentation) for several worker counts, and
     the time of each stage of a sample (decode, resize, crop search, flip, photometric, pad)."""
+    if stage_samples < 0 or threads < 1:
+        raise ConfigError(f"bench data: need --stage-samples >= 0 and --threads >= 1 (got {stage_samples} and "
+                          f"{threads})")
     overrides = [f"data.spec={data}", *([f"data.crop_size={crop_size}"] if crop_size else []), *(set_ or [])]
     config = load_config(recipe, overrides=overrides)
     counts = _integers("--workers", workers)

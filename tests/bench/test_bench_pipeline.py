@@ -54,3 +54,12 @@ def test_too_small_a_dataset_or_bad_worker_counts_are_refused(capsys) -> None:
         main(["bench", "data", "--data", "synthetic", "--workers", "0,two"])
     assert exit_info.value.code == 2
     assert "--workers" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, value", [("--threads", "0"), ("--stage-samples", "-1")])
+def test_bad_stage_options_are_refused_before_anything_is_timed(capsys, flag: str, value: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "data", "--data", "synthetic", "--workers", "0", flag, value])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: bench data:") and flag in error and error.count("\n") == 1
