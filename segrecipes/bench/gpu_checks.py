@@ -22,6 +22,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -272,7 +273,7 @@ def _ddp_one_rank(sizes: CheckSizes) -> Finding:
     backend = "nccl" if device.type == "cuda" else "gloo"
     with tempfile.TemporaryDirectory() as folder:
         store = dist.FileStore(os.path.join(folder, "store"), 1)
-        dist.init_process_group(backend, store=store, rank=0, world_size=1)
+        dist.init_process_group(backend, store=store, rank=0, world_size=1, timeout=timedelta(seconds=60))
         try:
             trainer = build_trainer(workload.config(), None, dist=_OneRankDDP(0, 1, 0, device))
             before = _parameters(trainer)

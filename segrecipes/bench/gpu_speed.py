@@ -163,5 +163,7 @@ def run_sweep(sizes: SweepSizes, budget: TimeBudget) -> Iterator[CellResult]:
             result = CellResult(cell, "error", error=error_line(error))
         finally:
             release(sizes.workload.device)
-        result.seconds = last_s[cell.compile] = time.perf_counter() - start
+        result.seconds = time.perf_counter() - start
+        if result.status == "measured":  # a cell that failed fast says nothing of how long the next one takes
+            last_s[cell.compile] = result.seconds
         yield result

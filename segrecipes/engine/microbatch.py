@@ -33,10 +33,11 @@ def largest_fitting(attempt: Callable[[int], None], start: int, minimum: int = M
         except torch.cuda.OutOfMemoryError:
             if size // 2 < minimum:
                 raise
-            size //= 2
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            warnings.warn(f"out of GPU memory: device microbatch lowered to {size}", stacklevel=2)
+        # outside the handler: the error's traceback no longer holds the failed attempt's tensors
+        size //= 2
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        warnings.warn(f"out of GPU memory: device microbatch lowered to {size}", stacklevel=2)
 
 
 def agree_on_smallest(size: int, device: torch.device) -> int:

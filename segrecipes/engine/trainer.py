@@ -174,13 +174,15 @@ class Trainer:
                     error.add_note(f"step {context.step}, rank {self.dist.rank}, device microbatch {self.microbatch}: "
                                    "set train.device_microbatch_size lower")
                     raise
-                self.microbatch //= 2
-                self.buffers.restore()
-                self.optimizer.zero_grad(set_to_none=True)
-                set_torch_rng_state(rng, self.device)
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-                warnings.warn(f"out of GPU memory: device microbatch lowered to {self.microbatch}", stacklevel=2)
+            # Out of memory, outside the handler: the error's traceback no longer holds the failed
+            # attempt's activations, so emptying the cache returns their memory.
+            self.microbatch //= 2
+            self.buffers.restore()
+            self.optimizer.zero_grad(set_to_none=True)
+            set_torch_rng_state(rng, self.device)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            warnings.warn(f"out of GPU memory: device microbatch lowered to {self.microbatch}", stacklevel=2)
 
     def _gradients(self, images: torch.Tensor, target: torch.Tensor) -> Callable[[bool], torch.Tensor]:
         """``compute_grads(sync)`` of :class:`~segrecipes.methods.base.StepTools` for this batch."""

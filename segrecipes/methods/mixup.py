@@ -55,7 +55,7 @@ def mixup_segmentation(
         raise ConfigError(f"mixup.alpha must be positive, got {alpha!r}")
     mixing = _draw_mixing(alpha, generator)
     perm_device = generator.device if generator is not None else torch.device("cpu")
-    perm = torch.randperm(images.shape[0], generator=generator, device=perm_device).to(images.device)
+    perm = _on(images.device, torch.randperm(images.shape[0], generator=generator, device=perm_device))
     mixed_images = images.mul(1.0 - mixing).add_(images[perm], alpha=mixing)
 
     if target.dim() == 4:
@@ -63,6 +63,16 @@ def mixup_segmentation(
             raise ConfigError(f"mixup: dense target has {target.shape[1]} classes, expected num_classes={num_classes}")
         return mixed_images, target.mul(1.0 - mixing).add_(target[perm], alpha=mixing), mixing
     return mixed_images, MixedTarget(target, target[perm], mixing), mixing
+
+
+def _on(device: torch.device, perm: torch.Tensor) -> torch.Tensor:
+    """``perm`` on ``device`` without making the host wait: a blocking copy to a GPU waits for its queue
+    (a host-device synchronization every step), so a CPU permutation goes through pinned memory."""
+    if perm.device == device:
+        return perm
+    if perm.device.type == "cpu" and device.type == "cuda":
+        perm = perm.pin_memory()
+    return perm.to(device, non_blocking=True)
 
 
 class MixUp(Method):

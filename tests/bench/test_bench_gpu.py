@@ -3,13 +3,14 @@ sizes) so that it cannot rot, and what keeps one failure from hiding the rest.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
 import pytest
 import torch
 
-from segrecipes.bench import gpu, gpu_checks
+from segrecipes.bench import gpu, gpu_checks, gpu_speed
 from segrecipes.bench.gpu_checks import CheckResult, Finding, run_checks
 from segrecipes.bench.gpu_report import GpuRecord
 from segrecipes.bench.gpu_speed import CELLS, SKIPPED_BUDGET, TimeBudget, run_sweep
@@ -112,3 +113,19 @@ def test_once_the_budget_is_spent_every_cell_left_is_recorded_as_skipped() -> No
     for result in results:
         expected = f"skipped: {gpu.SMOKE.sweep.no_compile}" if result.cell.compile else SKIPPED_BUDGET
         assert result.status == expected and result.report == {}
+
+
+def test_a_cell_that_fails_fast_does_not_lower_the_estimate_for_the_next(monkeypatch) -> None:
+    """A compiled cell that errors after a second must not make the next compiled cell look like a
+    second's work: that one would then start late and run past the lease."""
+    def measure(sizes, cell):
+        if cell.compile:
+            time.sleep(1.0)
+            raise RuntimeError("inductor failed")
+        return gpu_speed.CellResult(cell, "measured")
+
+    monkeypatch.setattr(gpu_speed, "measure_cell", measure)
+    monkeypatch.setattr(gpu_speed, "release", lambda device: None)
+    sizes = dataclasses.replace(gpu.SMOKE.sweep, no_compile=None, eager_s=0.0, compiled_s=30.0)
+    compiled = [result for result in run_sweep(sizes, TimeBudget(30.5, time.perf_counter())) if result.cell.compile]
+    assert [result.status for result in compiled] == ["error", SKIPPED_BUDGET]

@@ -121,3 +121,23 @@ def test_bad_inputs_are_refused():
         mixup_segmentation(images, target, NUM_CLASSES, alpha=0.0)
     with pytest.raises(ConfigError, match="num_classes"):
         mixup_segmentation(images, torch.rand(5, NUM_CLASSES + 1, 3, 4), NUM_CLASSES, alpha=0.2)
+
+
+def test_the_permutation_reaches_a_gpu_without_a_blocking_copy(monkeypatch) -> None:
+    """A blocking host-to-GPU copy waits for the GPU's queue: once per step, a host-device synchronization
+    (what `bench gpu`'s sync check counts). The CPU permutation must go through pinned memory, copied
+    asynchronously; on the CPU it is used as it is."""
+    from segrecipes.methods import mixup
+
+    perm = torch.randperm(5)
+    assert mixup._on(torch.device("cpu"), perm) is perm
+    copies = []
+
+    class Pinned:
+        def to(self, device, non_blocking=False):
+            copies.append((device, non_blocking))
+            return perm
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: Pinned())
+    mixup._on(torch.device("cuda", 0), perm)
+    assert copies == [(torch.device("cuda", 0), True)]
