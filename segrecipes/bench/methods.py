@@ -26,6 +26,7 @@ from segrecipes.bench.throughput import process_peak_rss_mb
 from segrecipes.bench.driver import bench_config, bench_trainer, synthetic_batch
 from segrecipes.bench.interleave import interleaved_seconds
 from segrecipes.config import ConfigError, load_config
+from segrecipes.engine.distributed import pick_device
 
 PLAIN = "plain step (CE)"
 STEPS_MULTIPLE = 10
@@ -94,26 +95,26 @@ def measure_method_costs(
     if steps % STEPS_MULTIPLE:
         raise ConfigError(f"bench methods: --steps must be a multiple of {STEPS_MULTIPLE}, got {steps}")
     blocks, peaks = {}, {}
-    if memory and not torch.cuda.is_available():  # first, while this process is small (its children start as big)
+    device = pick_device(load_config(None, None, list(base_overrides)).train.device)
+    on_gpu = device.type == "cuda"
+    if memory and not on_gpu:  # first, while this process is small (its children start as big)
         spawn = multiprocessing.get_context("spawn")
         with spawn.Pool(1, maxtasksperchild=1) as pool:
             for variant in variants:
                 peaks[variant.name] = pool.apply(_peak_rss_of_two_steps, (list(base_overrides), variant, image_size,
                                                                           batch_size, torch.get_num_threads()))
-    device = torch.device("cpu")
     for variant in variants:
-        before = torch.cuda.memory_allocated() if torch.cuda.is_available() else 0
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated(device) if on_gpu else 0
+        if on_gpu:
+            torch.cuda.reset_peak_memory_stats(device)
         trainer, images, target = _variant_trainer(base_overrides, variant, image_size, batch_size)
-        device = trainer.device
 
         def step(trainer=trainer, images=images, target=target) -> None:
             trainer.step(images, target)
 
         for _ in range(steps):  # warm-up, and EMA's first copy; keeps blocks aligned to 10 steps
             step()
-        if memory and device.type == "cuda":
+        if memory and on_gpu:
             peaks[variant.name] = (torch.cuda.max_memory_allocated(device) - before) / 2**20
         blocks[variant.name] = step
     seconds = interleaved_seconds(blocks, rounds, steps, device)
