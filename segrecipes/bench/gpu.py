@@ -15,10 +15,8 @@ sizes in under a minute; tests/bench/test_bench_gpu.py runs it, so the script ca
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from segrecipes.bench.gpu_report import JSON_FILE, MARKDOWN_FILE, GpuRecord, cor
     print_section, print_setting, throughput_section, write_record
 from segrecipes.bench.gpu_speed import SweepSizes, TimeBudget, run_sweep
 from segrecipes.bench.gpu_workload import Workload, error_line
+from segrecipes.bench.threads import torch_threads
 from segrecipes.bench.throughput import device_name
 from segrecipes.config import ConfigError
 
@@ -67,18 +66,6 @@ SMOKE = Profile(
 )
 
 
-@contextlib.contextmanager
-def _torch_threads(count: int | None) -> Iterator[None]:
-    """torch's CPU threads set to ``count`` (None: as they are) while the block runs."""
-    before = torch.get_num_threads()
-    if count:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def run_gpu(out: Path, smoke: bool, budget_s: float, console: Console) -> GpuRecord:
     """Run every section into the folder ``out``; the record says what passed, what was measured, what was skipped."""
     if out.exists() and not out.is_dir():
@@ -89,7 +76,7 @@ def run_gpu(out: Path, smoke: bool, budget_s: float, console: Console) -> GpuRec
         raise ConfigError("bench gpu: no GPU is visible (on a CPU, run it with --smoke)")
     out.mkdir(parents=True, exist_ok=True)
     profile = SMOKE if smoke else LEASE
-    with _torch_threads(profile.threads):
+    with torch_threads(profile.threads):
         return _run(profile, out, smoke, budget_s, console)
 
 

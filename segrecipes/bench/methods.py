@@ -22,9 +22,9 @@ from typing import Any
 
 import torch
 
-from segrecipes.bench.throughput import process_peak_rss_mb
 from segrecipes.bench.driver import bench_config, bench_trainer, synthetic_batch
 from segrecipes.bench.interleave import interleaved_seconds
+from segrecipes.bench.throughput import process_peak_rss_mb
 from segrecipes.config import ConfigError, load_config
 from segrecipes.engine.distributed import pick_device
 

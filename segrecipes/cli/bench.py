@@ -18,6 +18,7 @@ from segrecipes.bench.methods import measure_method_costs
 from segrecipes.bench.overhead import LAYOUT_METHOD, engine_overhead
 from segrecipes.bench.pipeline import measure_pipeline, measure_stages
 from segrecipes.bench.race import Spread, race_configs, run_race, summarize, write_race
+from segrecipes.bench.threads import torch_threads
 from segrecipes.bench.throughput import device_name, measure_throughput
 from segrecipes.config import ConfigError, load_config
 from segrecipes.run import training_data
@@ -178,12 +179,8 @@ def data_command(
     reports = measure_pipeline(dataset, counts, batch, batches, config.train.seed, config.data.pin_memory)
     stages = None
     if stage_samples:
-        previous = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
+        with torch_threads(threads):
             stages = measure_stages(dataset, stage_samples, config.train.seed)
-        finally:
-            torch.set_num_threads(previous)
     if json_out:
         print(json.dumps({"data": data, "crop_size": config.data.crop_size,
                           "results": [report.to_dict() for report in reports],

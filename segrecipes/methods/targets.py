@@ -31,9 +31,6 @@ class MixedTarget:
         return tuple(MixedTarget(first, second, self.mixing)
                      for first, second in zip(self.first.tensor_split(sections), self.second.tensor_split(sections)))
 
-    def to(self, *args, **kwargs) -> MixedTarget:
-        return MixedTarget(self.first.to(*args, **kwargs), self.second.to(*args, **kwargs), self.mixing)
-
     def dense(self, num_classes: int, ignore_index: int = 255) -> torch.Tensor:
         """The (B, num_classes, H, W) float32 target this stands for (for checks and for users' own losses)."""
         dense = torch.zeros(len(self.first), num_classes, *self.first.shape[1:], device=self.first.device)
