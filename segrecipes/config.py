@@ -20,10 +20,12 @@ from pydantic import (
     PlainValidator,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from segrecipes.duration import Duration
 from segrecipes.errors import ConfigError
+from segrecipes.transfer import LRScaling, TimeUnit, carry_over, lr_factor
 
 __all__ = ["ConfigError", "Duration", "RunConfig", "build_config", "load_config"]
 
@@ -42,6 +44,8 @@ def _optional_str(value: Duration | None) -> str | None:
 # Durations are written as text ('128ep') in YAML, checkpoints and dumps, and parsed on the way in.
 DurationField = Annotated[Duration, PlainValidator(Duration.parse), PlainSerializer(str)]
 IntervalField = Annotated[Duration | None, PlainValidator(_optional_duration), PlainSerializer(_optional_str)]
+# Method constants that were plain batch counts: a bare number still means batches.
+BatchesField = Annotated[Duration, PlainValidator(Duration.parse_batches), PlainSerializer(str)]
 
 
 class Section(BaseModel):
@@ -136,6 +140,13 @@ class TrainConfig(Section):
     max_bad_steps: int = Field(20, ge=1)  # consecutive non-finite steps before the run stops
     progress: Literal["auto", "rich", "plain", "none"] = "auto"
 
+    @field_validator("duration")
+    @classmethod
+    def _check_duration(cls, value: Duration) -> Duration:
+        if value.unit == "dur":
+            raise ValueError(f"{value} is a fraction of the run itself: give the run in ba, ep, sp or time")
+        return value
+
     @field_validator("device_microbatch_size")
     @classmethod
     def _check_microbatch(cls, value: int | str) -> int | str:
@@ -153,17 +164,14 @@ class LossConfig(Section):
 
 
 class EMAConfig(Section):
-    """Exponential moving average of weights and buffers; smoothing = 2^(-interval / half_life)."""
+    """Exponential moving average of weights and buffers; smoothing = 2^(-interval / half_life), both
+    resolved to batches for the run. ``warmup``: a bias-corrected average, free of the initial weights."""
 
     enabled: bool = False
-    half_life: int = Field(1000, gt=0)
-    update_interval: int = Field(10, gt=0)
+    half_life: BatchesField = Duration(1000, "ba")
+    update_interval: BatchesField = Duration(10, "ba")
     smoothing: float | None = Field(None, gt=0, lt=1)
-
-    def resolved_smoothing(self) -> float:
-        if self.smoothing is not None:
-            return self.smoothing
-        return 2.0 ** (-self.update_interval / self.half_life)
+    warmup: bool = False
 
 
 class ChannelsLastConfig(Section):
@@ -178,7 +186,7 @@ class MixUpConfig(Section):
 class SAMConfig(Section):
     enabled: bool = False
     rho: float = Field(0.3, gt=0)
-    interval: int = Field(1, ge=1)
+    interval: BatchesField = Duration(1, "ba")  # a ratio of steps (every 2nd), not a time constant: never carried over
     epsilon: float = Field(1e-12, gt=0)
 
 
@@ -198,10 +206,43 @@ METHOD_SECTIONS = ("ema", "channels_last", "mixup", "sam")
 METHOD_ALIASES = {"dice": {"loss": {"name": "dice_ce"}}}
 
 
+class RecipeConfig(Section):
+    """The preset a run started from and the reference run its constants were tuned on.
+
+    ``transfer: scaled`` carries the preset's learning rate and time constants over to this run's
+    batch size, dataset and duration (:mod:`segrecipes.transfer`); ``none`` keeps them as written."""
+
+    name: str | None = None
+    transfer: Literal["scaled", "none"] = "none"
+    reference_train_size: int | None = Field(None, gt=0)
+    reference_batch_size: int | None = Field(None, gt=0)
+    reference_duration: DurationField | None = None
+    lr_scaling: LRScaling = "linear"
+    time_unit: TimeUnit = "dur"
+
+    @model_validator(mode="after")
+    def _check_reference(self) -> RecipeConfig:
+        if self.transfer == "scaled":
+            missing = [key for key in ("reference_train_size", "reference_batch_size", "reference_duration")
+                       if getattr(self, key) is None]
+            if missing:
+                raise ValueError(f"transfer 'scaled' needs recipe.{missing[0]} (the run the constants were tuned on)")
+            if self.reference_duration.unit not in ("ba", "ep", "sp"):  # type: ignore[union-attr]
+                raise ValueError("recipe.reference_duration must be in batches, epochs or samples")
+        return self
+
+
+def _recipe_section(value: Any) -> Any:
+    """A recipe given by name (``recipe: mild``, as the first release wrote it) is its section."""
+    if value is None or isinstance(value, str):
+        return {"name": value}
+    return value
+
+
 class RunConfig(Section):
     """The whole run; every section can be overridden with ``--set section.key=value``."""
 
-    recipe: str | None = None
+    recipe: RecipeConfig = RecipeConfig()
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     optimizer: OptimizerConfig = OptimizerConfig()
@@ -213,6 +254,8 @@ class RunConfig(Section):
     mixup: MixUpConfig = MixUpConfig()
     sam: SAMConfig = SAMConfig()
     eval: EvalConfig = EvalConfig()
+
+    _recipe_by_name = field_validator("recipe", mode="before")(_recipe_section)
 
     def enabled_methods(self) -> list[str]:
         return [name for name in METHOD_SECTIONS if getattr(self, name).enabled]
@@ -266,7 +309,7 @@ def recipe_dict(name: str) -> dict[str, Any]:
         hint = f" (did you mean {close[0]!r}?)" if close else f" (available: {', '.join(names)})"
         raise ConfigError(f"unknown recipe {name!r}{hint}")
     data = _read_yaml(path)
-    data["recipe"] = name
+    data["recipe"] = {**data.get("recipe", {}), "name": name}
     return data
 
 
@@ -330,27 +373,55 @@ def build_config(data: dict[str, Any], source: str = "config") -> RunConfig:
         raise ConfigError(_format_error(error, source)) from None
 
 
+# (section, key) of every constant carried over by recipe.transfer=scaled, besides the learning rate
+TIME_CONSTANTS = (("ema", "half_life"), ("ema", "update_interval"), ("schedule", "warmup"))
+
+
 def load_config(
     recipe: str | None = None,
     config_file: str | Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),
     methods: list[str] | tuple[str, ...] = (),
 ) -> RunConfig:
-    """Preset, then YAML file, then ``--methods`` switches, then ``--set`` overrides (last wins)."""
-    data: dict[str, Any] = recipe_dict(recipe) if recipe else {}
+    """Preset, then YAML file, then ``--methods`` switches, then ``--set`` overrides (last wins); then
+    the preset's constants that the file and overrides left alone are carried over (``recipe.transfer``)."""
+    preset: dict[str, Any] = recipe_dict(recipe) if recipe else {}
     source = f"recipe {recipe!r}" if recipe else "config"
+    user: dict[str, Any] = {}
     if config_file is not None:
-        data = merge_dicts(data, _read_yaml(Path(config_file)))
+        user = _read_yaml(Path(config_file))
         source = str(config_file)
-        build_config(data, source)
+        build_config(merge_dicts(preset, user), source)
     known = [*METHOD_SECTIONS, *METHOD_ALIASES]
     for method in methods:
         if method not in known:
             close = difflib.get_close_matches(method, known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else f" (available: {', '.join(known)})"
             raise ConfigError(f"--methods: unknown method {method!r}{hint}")
-        data = merge_dicts(data, METHOD_ALIASES.get(method, {method: {"enabled": True}}))
+        user = merge_dicts(user, METHOD_ALIASES.get(method, {method: {"enabled": True}}))
     for override in overrides:
-        data = merge_dicts(data, parse_override(override))
-        build_config(data, f"--set {override}")
-    return build_config(data, source)
+        user = merge_dicts(user, parse_override(override))
+        build_config(merge_dicts(preset, user), f"--set {override}")
+    return transferred(build_config(merge_dicts(preset, user), source), user)
+
+
+def transferred(config: RunConfig, user: dict[str, Any]) -> RunConfig:
+    """``config`` with the constants not in ``user`` carried over to its batch size and time unit."""
+    section = config.recipe
+    if section.transfer != "scaled":
+        return config
+    given = {(name, key) for name, values in user.items() if isinstance(values, dict) for key in values}
+    # a fraction of a wall-clock run is a time, which a method cannot count in steps: epochs instead
+    unit = "ep" if section.time_unit == "dur" and config.train.duration.unit == "s" else section.time_unit
+    update: dict[str, dict[str, Any]] = {}
+    if ("optimizer", "lr") not in given:
+        factor = lr_factor(section.lr_scaling, config.train.global_batch_size, section.reference_batch_size)
+        update["optimizer"] = {"lr": config.optimizer.lr * factor}
+    for name, key in TIME_CONSTANTS:
+        section_config = getattr(config, name)
+        value = getattr(section_config, key)
+        if (name, key) not in given and value is not None and getattr(section_config, "enabled", True):
+            update.setdefault(name, {})[key] = str(carry_over(
+                value, unit, section.reference_train_size, section.reference_batch_size,
+                section.reference_duration))
+    return build_config(merge_dicts(config.to_dict(), update), f"recipe {section.name!r} (transfer)")

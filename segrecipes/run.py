@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
-from segrecipes.config import OptimizerConfig, RunConfig
+from segrecipes.config import ConfigError, Duration, OptimizerConfig, RunConfig
 from segrecipes.data.augmented import AugmentedDataset
 from segrecipes.data.check import training_checks
 from segrecipes.data.spec import SPLITS, RawDataset, build_raw_dataset, parse_data_spec, train_transform
@@ -27,12 +27,13 @@ from segrecipes.engine.settings import TrainSettings
 from segrecipes.engine.trainer import Trainer
 from segrecipes.evaluation.options import InferenceOptions
 from segrecipes.methods import EMA, SAM, ChannelsLast, Method, MixUp, SegmentationLoss
+from segrecipes.methods.ema import smoothing_for
 from segrecipes.models.factory import build_model
 from segrecipes.optim import SGDW, LRSchedule
 
 Split = RawDataset | Subset  # a split, or what is left of it without its bad files
-__all__ = ["build_network", "build_trainer", "inference_options", "train_settings", "training_data",
-           "validation_data"]
+__all__ = ["build_network", "build_trainer", "inference_options", "run_clock", "timed_constants", "train_settings",
+           "training_data", "validation_data"]
 
 
 def build_trainer(
@@ -52,11 +53,12 @@ def build_trainer(
     optimizer = build_optimizer(config.optimizer, model)
     settings = train_settings(config)
     train_data = training_data(config, train_raw)
+    clock = run_clock(config, len(train_data))
     trainer = Trainer(
         model, SegmentationLoss.named(config.loss.name, ignore_index, config.loss.ce_weight, config.loss.dice_weight),
         optimizer, train_data, settings,
-        val_data=val_raw, methods=[*build_methods(config, len(class_names), ignore_index), *extra_methods],
-        lr_schedule=_lr_schedule(config, len(train_data)), inference=inference_options(config),
+        val_data=val_raw, methods=[*build_methods(config, len(class_names), ignore_index, clock), *extra_methods],
+        lr_schedule=_lr_schedule(config, clock), inference=inference_options(config),
         class_names=class_names, ignore_index=ignore_index, run_dir=run_dir, config=config.to_dict(), dist=dist,
     )
     if resume is not None:
@@ -96,13 +98,53 @@ def inference_options(config: RunConfig) -> InferenceOptions:
                             stride=section.stride, batch_size=section.batch_size)
 
 
-def build_methods(config: RunConfig, num_classes: int, ignore_index: int) -> list[Method]:
-    """One method per enabled section."""
+def run_clock(config: RunConfig, train_samples: int) -> Clock:
+    """The run's clock before the first step: what its durations and intervals mean in batches."""
+    batch = config.train.global_batch_size
+    return Clock(config.train.duration, max(1, train_samples // batch), batch)
+
+
+# every duration and interval of a run, in the order `segrecipes recipes show` lists them
+TIMED_KEYS = (("train", "duration"), ("schedule", "warmup"), ("train", "eval_interval"),
+              ("train", "checkpoint_interval"), ("ema", "half_life"), ("ema", "update_interval"), ("sam", "interval"))
+
+
+def timed_constants(config: RunConfig, train_samples: int) -> dict[str, tuple[Duration | None, Duration | None]]:
+    """``section.key`` -> (the value as configured, the same in this run's batches or seconds), for every
+    duration and interval of the enabled sections, on a training split of ``train_samples`` images."""
+    clock = run_clock(config, train_samples)
+    constants = {}
+    for name, key in TIMED_KEYS:
+        section = getattr(config, name)
+        if getattr(section, "enabled", True):
+            value = getattr(section, key)
+            constants[f"{name}.{key}"] = (value, None if value is None else clock.resolve(value))
+    return constants
+
+
+def batches(clock: Clock, key: str, duration: Duration) -> int:
+    """A method constant in this run's batches (a method counts steps, not seconds)."""
+    steps = clock.steps(duration)
+    if steps is None:
+        raise ConfigError(f"{key}: {duration} is wall-clock time here; give it in ba, ep, sp or dur "
+                          "(dur of a run counted in steps)")
+    return steps
+
+
+def build_methods(config: RunConfig, num_classes: int, ignore_index: int, clock: Clock) -> list[Method]:
+    """One method per enabled section, its intervals resolved to ``clock``'s batches."""
+    ema, sam = config.ema, config.sam
+
+    def build_ema() -> EMA:
+        interval = batches(clock, "ema.update_interval", ema.update_interval)
+        smoothing = ema.smoothing or smoothing_for(batches(clock, "ema.half_life", ema.half_life), interval)
+        return EMA(smoothing=smoothing, update_interval=interval, warmup=ema.warmup)
+
     builders = {
-        "ema": lambda: EMA(smoothing=config.ema.resolved_smoothing(), update_interval=config.ema.update_interval),
+        "ema": build_ema,
         "channels_last": ChannelsLast,
         "mixup": lambda: MixUp(num_classes, config.mixup.alpha, ignore_index),
-        "sam": lambda: SAM(config.sam.rho, config.sam.interval, config.sam.epsilon),
+        "sam": lambda: SAM(sam.rho, batches(clock, "sam.interval", sam.interval), sam.epsilon),
     }
     return [builders[name]() for name in config.enabled_methods()]
 
@@ -119,9 +161,8 @@ def build_optimizer(section: OptimizerConfig, model: nn.Module) -> torch.optim.O
     return torch.optim.AdamW(params, lr=section.lr, weight_decay=section.weight_decay, fused=True)
 
 
-def _lr_schedule(config: RunConfig, train_samples: int) -> LRSchedule:
-    section, batch = config.schedule, config.train.global_batch_size
-    clock = Clock(config.train.duration, max(1, train_samples // batch), batch)
+def _lr_schedule(config: RunConfig, clock: Clock) -> LRSchedule:
+    section = config.schedule
     return LRSchedule(section.name, clock.fraction_of_run(section.warmup), section.power, section.final_lr_ratio)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -17,7 +18,17 @@ from segrecipes.bench.gpu import run_gpu
 from segrecipes.bench.methods import measure_method_costs
 from segrecipes.bench.overhead import LAYOUT_METHOD, engine_overhead
 from segrecipes.bench.pipeline import measure_pipeline, measure_stages
-from segrecipes.bench.race import Spread, race_configs, run_race, summarize, write_race
+from segrecipes.bench.race import (
+    BASELINE_TARGET,
+    Spread,
+    evaluation_data,
+    parse_entries,
+    race_configs,
+    run_race,
+    score,
+    summarize,
+    write_race,
+)
 from segrecipes.bench.threads import torch_threads
 from segrecipes.bench.throughput import device_name, measure_throughput
 from segrecipes.config import ConfigError, load_config
@@ -211,39 +222,60 @@ def _shown(spread: Spread | None, digits: int = 1) -> str:
 @bench_app.command("race")
 def race_command(
     data: Annotated[str, typer.Option(help="ade20k:PATH | camvid:PATH | folder:PATH | synthetic")],
-    target_miou: Annotated[float, typer.Option(help="The mIoU (percent) each recipe races to.")],
-    recipes: Annotated[str, typer.Option(help="Comma-separated presets; speedups are relative to the first.")] =
+    target_miou: Annotated[str, typer.Option(help="The mIoU (percent) each entry races to, or 'baseline': the "
+                                                  "first entry's mean final mIoU.")],
+    recipes: Annotated[str, typer.Option(help="Comma-separated entries: RECIPE, RECIPE[key=value ...] or "
+                                              "LABEL=RECIPE[key=value ...]; speedups are relative to the first.")] =
         "baseline,mild,medium",
     scale: Annotated[float, typer.Option(help="Multiply every recipe's duration (e.g. 0.1 for a quick race).")] = 1.0,
     seeds: Annotated[int, typer.Option(help="Runs per recipe (seeds seed, seed+1, ...).")] = 1,
     evals: Annotated[int, typer.Option(help="Evaluations over the shortest recipe's duration.")] = 10,
     eval_every: Annotated[Optional[str], typer.Option(help="Evaluation interval for all recipes, e.g. 200ba, 1ep")] =
         None,
+    eval_data: Annotated[Optional[str], typer.Option(help="Score every run's final model on this dataset instead "
+                                                          "of the run's validation split (SPEC).")] = None,
+    eval_split: Annotated[str, typer.Option(help="The split of --eval-data to score on.")] = "val",
     set_: SetOption = None,
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default runs/race-<time>).")] = None,
 ) -> None:
-    """Train each recipe, record mIoU against wall time, report time and images to reach the target."""
-    names = _names(recipes)
+    """Train each entry, record mIoU against wall time, report time and images to reach the target."""
+    target = _race_target(target_miou)
+    entries = parse_entries(recipes)
     out_dir = out or Path("runs") / f"race-{time.strftime('%Y%m%d-%H%M%S')}"
-    plan = race_configs(names, data, scale, seeds, list(set_ or []), evals, eval_every)
-    settings = {"recipes": names, "data": data, "scale": scale, "seeds": seeds, "overrides": list(set_ or []),
-                "eval_interval": str(plan[0][2].train.eval_interval), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-                "torch": torch.__version__}
-    runs = run_race(plan, out_dir, target_miou)
-    paths = write_race(out_dir, runs, target_miou, settings)
-    table = Table(title=f"race to {target_miou:g} mIoU on {data}")
+    plan = race_configs(entries, data, scale, seeds, list(set_ or []), evals, eval_every)
+    scored_on = evaluation_data(plan[0][2], eval_data, eval_split) if eval_data else None
+    settings = {"recipes": [asdict(entry) for entry in entries], "data": data, "scale": scale, "seeds": seeds,
+                "overrides": list(set_ or []), "eval_interval": str(plan[0][2].train.eval_interval),
+                "final_scores_on": f"{eval_data} ({eval_split})" if eval_data else f"{data} (val)",
+                "target": target_miou, "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "torch": torch.__version__}
+    runs = run_race(plan, out_dir, scored_on)
+    value = score(runs, target)
+    paths = write_race(out_dir, runs, value, settings)
+    title = f"race to {value:.4g} mIoU" + (" (the baseline's final mean)" if target == BASELINE_TARGET else "")
+    table = Table(title=f"{title} on {data}")
     table.add_column("recipe", no_wrap=True)
-    for header in ("reached", "to target (s)", "images to target", "speedup", "final mIoU", "images/s", "wall (s)"):
+    for header in ("reached", "to target (s)", "images to target", "speedup", "final mIoU",
+                   "mIoU at baseline time", "images/s", "wall (s)"):
         table.add_column(header, justify="right")
     for summary in summarize(runs):
         table.add_row(
             summary.recipe, f"{summary.reached}/{summary.runs}", _shown(summary.time_to_target_s),
             _shown(summary.images_to_target, 0), f"{summary.speedup:.2f}x" if summary.speedup else "-",
-            _shown(summary.final_miou, 2), _shown(summary.images_per_s), _shown(summary.wall_time_s),
+            _shown(summary.final_miou, 2), _shown(summary.miou_at_reference_time, 2), _shown(summary.images_per_s),
+            _shown(summary.wall_time_s),
         )
     console = Console()
     console.print(table)
-    console.print(f"wrote {paths['json']}, {paths['csv']} and {paths['plot']}")
+    console.print(f"wrote {', '.join(str(path) for path in paths.values())}")
+
+
+def _race_target(text: str) -> float | str:
+    if text.strip().lower() == BASELINE_TARGET:
+        return BASELINE_TARGET
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"--target-miou {text!r}: give a number (percent) or 'baseline'") from None
 
 
 @bench_app.command("gpu")

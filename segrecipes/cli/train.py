@@ -59,7 +59,7 @@ def train_command(
     else:
         cfg = load_config(recipe, config, overrides, [m.strip() for m in (methods or "").split(",") if m.strip()])
         state = None
-        folder = run_dir or Path("runs") / f"{cfg.recipe or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"
+        folder = run_dir or Path("runs") / f"{cfg.recipe.name or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"
         if checkpoint_candidates(folder):
             raise ConfigError(f"--run-dir {folder}: already holds checkpoints; use --resume {folder} or another folder")
     trainer = build_trainer(cfg, folder, resume=state)

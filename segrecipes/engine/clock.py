@@ -24,6 +24,8 @@ class Clock:
     def __init__(self, duration: Duration, steps_per_epoch: int, samples_per_step: int) -> None:
         if steps_per_epoch < 1:
             raise ConfigError(f"an epoch must hold at least one step, got {steps_per_epoch}")
+        if duration.unit == "dur":
+            raise ConfigError(f"train.duration: {duration} is a fraction of the run itself; use ba, ep, sp or time")
         self.duration = duration
         self.steps_per_epoch = steps_per_epoch
         self.samples_per_step = samples_per_step
@@ -36,13 +38,24 @@ class Clock:
         self._mark = time.perf_counter()
 
     # ------------------------------------------------------------------ durations
+    def resolve(self, duration: Duration) -> Duration:
+        """``duration`` in this run's batches (``ba``), or in seconds when it is wall-clock time or a
+        fraction of a wall-clock run. Epochs, samples and fractions round to whole steps, at least one."""
+        if duration.unit in ("ba", "s"):
+            return duration
+        if duration.unit == "ep":
+            return Duration(max(1, round(duration.value * self.steps_per_epoch)), "ba")
+        if duration.unit == "sp":
+            return Duration(max(1, round(duration.value / self.samples_per_step)), "ba")
+        run = self.resolve(self.duration)
+        if run.unit == "s":
+            return Duration(duration.value * run.value, "s")
+        return Duration(max(1, round(duration.value * run.value)), "ba")
+
     def steps(self, duration: Duration) -> int | None:
         """``duration`` in optimizer steps (at least one), or None when it is wall-clock time."""
-        if duration.unit == "ba":
-            return int(duration.value)
-        if duration.unit == "ep":
-            return max(1, round(duration.value * self.steps_per_epoch))
-        return None
+        resolved = self.resolve(duration)
+        return int(resolved.value) if resolved.unit == "ba" else None
 
     @property
     def total_steps(self) -> int | None:
@@ -68,22 +81,21 @@ class Clock:
         """``duration`` as a share of the whole run (a warmup, say), in [0, 1]; 0 for None."""
         if duration is None:
             return 0.0
-        total, part = self.total_steps, self.steps(duration)
-        if (total is None) != (part is None):
+        run, part = self.resolve(self.duration), self.resolve(duration)
+        if run.unit != part.unit:
             raise ConfigError(f"{duration} and the run's duration {self.duration} must both be counted in "
-                              "steps/epochs or both in time")
-        fraction = duration.value / self.duration.value if total is None else part / total  # type: ignore[operator]
-        return min(fraction, 1.0)
+                              "steps (ba, ep, sp, dur) or both in time")
+        return min(part.value / run.value, 1.0)
 
     def due(self, interval: Duration | None, since_s: float) -> bool:
         """Whether an every-``interval`` event is due after this step (time intervals: ``since_s`` is
         the wall time of its last occurrence)."""
         if interval is None:
             return False
-        steps = self.steps(interval)
-        if steps is not None:
-            return self.step % steps == 0
-        return self.elapsed_s - since_s >= interval.value
+        resolved = self.resolve(interval)
+        if resolved.unit == "ba":
+            return self.step % int(resolved.value) == 0
+        return self.elapsed_s - since_s >= resolved.value
 
     # ------------------------------------------------------------------ advancing
     def restart_timer(self) -> None:

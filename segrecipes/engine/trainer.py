@@ -283,10 +283,12 @@ class Trainer:
             model = method.eval_model(context, model)
         return model
 
-    def evaluate(self) -> SegMetrics:
-        if self.val_data is None:
+    def evaluate(self, data: Dataset | None = None) -> SegMetrics:
+        """The eval model's metrics on ``data`` (a raw dataset), by default the validation data."""
+        data = data if data is not None else self.val_data
+        if data is None:
             raise ConfigError("evaluate: this trainer has no validation data")
-        return evaluate(self.eval_model(), self.val_data, self.inference, class_names=self.class_names or None,
+        return evaluate(self.eval_model(), data, self.inference, class_names=self.class_names or None,
                         ignore_index=self.ignore_index, device=self.device, amp_dtype=self.amp_dtype,
                         num_workers=self.settings.num_workers)
 

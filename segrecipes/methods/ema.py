@@ -62,6 +62,16 @@ def smoothing_for(half_life: float, update_interval: int) -> float:
     return 2.0 ** (-update_interval / half_life)
 
 
+def warmup_smoothing(smoothing: float, updates: int) -> float:
+    """The smoothing of update number ``updates`` (from 1) of a bias-corrected average.
+
+    With the copy taken as snapshot 0 and ``updates`` snapshots blended since, the average weighs
+    snapshot k by ``smoothing ** (updates - k)``, normalized: ``sum_k b^(n-k) w_k / sum_k b^(n-k)``.
+    Early on it is a plain average of the few recent snapshots, so the initial weights fade at once
+    instead of over several half-lives; later it tends to ``smoothing``."""
+    return 1.0 - (1.0 - smoothing) / (1.0 - smoothing ** (updates + 1))
+
+
 class EMA(Method):
     """An averaged copy of a model, usable on any loop: ``ema = EMA(half_life=1000, update_interval=10)``,
     ``ema.update(model, step)`` after every optimizer step, ``ema.module`` to evaluate.
@@ -70,7 +80,8 @@ class EMA(Method):
     reference starts from the weights after step 1); with ``model`` it is taken at once. Later, the
     copy is updated after every step with ``step % update_interval == 0``. A resumed run restores the
     copy with :meth:`load_state_dict` and keeps the same rule, so it continues exactly. The copy keeps
-    the model's memory format (channels_last).
+    the model's memory format (channels_last). ``warmup=True`` makes it a bias-corrected average
+    (:func:`warmup_smoothing`), beyond the reference, which carries its random start for half-lives.
     """
 
     name = "ema"
@@ -83,6 +94,7 @@ class EMA(Method):
         smoothing: float | None = None,
         half_life: float | None = None,
         update_interval: int = 1,
+        warmup: bool = False,
     ) -> None:
         if update_interval < 1:
             raise ConfigError(f"ema.update_interval must be >= 1, got {update_interval!r}")
@@ -96,6 +108,8 @@ class EMA(Method):
             raise ConfigError(f"ema.smoothing must be in (0, 1), got {smoothing!r}")
         self.smoothing: float = smoothing  # type: ignore[assignment]
         self.update_interval = update_interval
+        self.warmup = warmup
+        self.updates = 0  # blends since the copy was taken
         self.module: nn.Module | None = None
         self._pending_state: dict[str, torch.Tensor] | None = None
         self._tensors: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
@@ -122,7 +136,9 @@ class EMA(Method):
             if not resumed:
                 return
         if step % self.update_interval == 0:
-            _blend(self._tensors, self._model_tensors, self.smoothing)
+            self.updates += 1
+            smoothing = warmup_smoothing(self.smoothing, self.updates) if self.warmup else self.smoothing
+            _blend(self._tensors, self._model_tensors, smoothing)
 
     def after_step(self, context: StepContext) -> None:
         self.update(context.model, context.step)
@@ -133,15 +149,17 @@ class EMA(Method):
         return self.module if self.module is not None else model
 
     def state_dict(self) -> dict[str, Any]:
-        """The averaged weights and buffers; the update rule depends only on the step, which the trainer saves."""
+        """The averaged weights and buffers and the number of blends (the warmup's clock); the rest of
+        the update rule depends only on the step, which the trainer saves."""
         if self.module is None:
             return {}
-        return {"ema_model": self.module.state_dict()}
+        return {"ema_model": self.module.state_dict(), "updates": self.updates}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the averaged weights; applied to the copy at once, or when the next hook sees the model."""
         if "ema_model" not in state:
             return
+        self.updates = int(state.get("updates", 0))
         if self.module is not None:
             self.module.load_state_dict(state["ema_model"])
         else:

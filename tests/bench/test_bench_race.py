@@ -11,11 +11,17 @@ from helpers.tiny import TINY
 
 from segrecipes.bench.race import (
     CurvePoint,
+    Entry,
     RaceRun,
+    evaluation_data,
+    mean_curve,
+    miou_at,
+    parse_entries,
     race_configs,
     read_curve,
     run_race,
     scale_duration,
+    score,
     shared_eval_interval,
     summarize,
     time_to_target,
@@ -43,6 +49,47 @@ def test_time_to_target_is_the_first_evaluation_at_or_above_it(target, expected)
 
 def test_time_to_target_of_an_empty_curve_is_none() -> None:
     assert time_to_target([], 1.0) is None
+
+
+@pytest.mark.parametrize(("seconds", "expected"), [(5.0, None), (12.0, 20.0), (36.9, 41.5), (37.0, 38.0), (99, 45.0)])
+def test_miou_at_a_wall_time_is_the_last_evaluation_no_later(seconds, expected) -> None:
+    assert miou_at(CURVE, seconds) == expected
+
+
+def test_entries_with_labels_and_overrides() -> None:
+    entries = parse_entries("baseline, mild-literal=mild[recipe.transfer=none ema.warmup=true],medium[sam.rho=0.1]")
+    assert entries == [
+        Entry("baseline", "baseline"),
+        Entry("mild-literal", "mild", ("recipe.transfer=none", "ema.warmup=true")),
+        Entry("medium[sam.rho=0.1]", "medium", ("sam.rho=0.1",)),
+    ]
+    for bad in ("mild[recipe.transfer=none", "a=mild,a=medium", "mild,,medium", "x=y=mild"):
+        with pytest.raises(ConfigError, match="--recipes"):
+            parse_entries(bad)
+
+
+def _curve_run(label: str, seed: int, mious: list[float], step_s: float) -> RaceRun:
+    curve = [CurvePoint(10 * i, 80 * i, step_s * i, miou) for i, miou in enumerate(mious, start=1)]
+    return RaceRun(label, seed, "", curve, mious[-1], 1.0, step_s * len(mious))
+
+
+def test_target_baseline_is_the_first_entrys_mean_final_miou_and_reference_time_its_mean_wall_time() -> None:
+    runs = [_curve_run("baseline", 0, [10, 30, 40], 10.0), _curve_run("mild", 0, [20, 44], 5.0),
+            _curve_run("baseline", 1, [12, 28, 44], 12.0), _curve_run("mild", 1, [25, 35], 5.0)]
+    assert score(runs, "baseline") == pytest.approx(42.0)  # (40 + 44) / 2
+    # reference time: baseline wall times 30 s and 36 s -> 33 s
+    assert [run.miou_at_reference_time for run in runs] == [40, 44, 28, 35]
+    assert [run.reached.elapsed_s if run.reached else None for run in runs] == [None, 10.0, 36.0, None]
+    baseline, mild = summarize(runs)
+    assert baseline.miou_at_reference_time.mean == pytest.approx(34.0)
+    assert mild.miou_at_reference_time.mean == pytest.approx(39.5)
+    assert score(runs, 30.0) == 30.0 and runs[0].reached.elapsed_s == 20.0
+
+
+def test_mean_curve_averages_seeds_point_by_point() -> None:
+    times, means, stds = mean_curve([_curve_run("a", 0, [10, 30, 40], 10.0), _curve_run("a", 1, [20, 40], 12.0)])
+    assert times == [11.0, 22.0] and means == [15.0, 35.0]
+    assert stds == pytest.approx([math.sqrt(50), math.sqrt(50)])
 
 
 def test_scale_duration_keeps_units_and_whole_batches() -> None:
@@ -99,34 +146,49 @@ TINY_RACE = [
 
 
 @pytest.mark.slow
-def test_race_on_synthetic_data_writes_json_csv_and_plot(tmp_path, capsys) -> None:
+def test_race_on_synthetic_data_writes_json_csv_and_plots(tmp_path, capsys) -> None:
     out = tmp_path / "race"
     sets = [arg for item in TINY_RACE for arg in ("--set", item)]
     # 2 steps per epoch: baseline 128ep x 0.01 -> 3 steps, mild 25ep x 0.01 -> 1 step; evaluation every
-    # 0.125ep, which rounds to every step
+    # 0.125ep, which rounds to every step. Final scores on the training split (another split than the curves').
     with pytest.raises(SystemExit) as exit_info:
-        main(["bench", "race", "--recipes", "baseline,mild", "--data", "synthetic", "--target-miou", "0",
+        main(["bench", "race", "--recipes", "baseline,literal=mild[recipe.transfer=none]", "--data", "synthetic",
+              "--target-miou", "baseline", "--eval-data", "synthetic", "--eval-split", "train",
               "--scale", "0.01", "--seeds", "2", "--evals", "2", "--out", str(out), *sets])
     assert exit_info.value.code == 0, capsys.readouterr().err
-    assert "race to 0 mIoU" in capsys.readouterr().out
+    assert "the baseline's final mean" in capsys.readouterr().out
 
     record = json.loads((out / "race.json").read_text())
-    assert record["target_miou"] == 0 and record["settings"]["eval_interval"] == "0.125ep"
-    assert [summary["recipe"] for summary in record["recipes"]] == ["baseline", "mild"]
+    assert record["settings"]["eval_interval"] == "0.125ep" and record["settings"]["target"] == "baseline"
+    assert record["settings"]["final_scores_on"] == "synthetic (train)"
+    assert [summary["recipe"] for summary in record["recipes"]] == ["baseline", "literal"]
     with open(out / "race.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert sorted((row["recipe"], row["seed"]) for row in rows) == [
-        ("baseline", "42"), ("baseline", "43"), ("mild", "42"), ("mild", "43")
+        ("baseline", "42"), ("baseline", "43"), ("literal", "42"), ("literal", "43")
     ]
+    curves = {}
     for row, run in zip(rows, record["runs"]):
         curve = read_curve(out / "runs" / f"{row['recipe']}-seed{row['seed']}")
-        # every step is evaluated; target 0 is reached at the first evaluation
+        curves[row["recipe"], row["seed"]] = curve
+        # every step is evaluated
         assert [point.step for point in curve] == list(range(1, len(curve) + 1))
         assert len(curve) == (3 if row["recipe"] == "baseline" else 1)
-        assert float(row["time_to_target_s"]) == pytest.approx(curve[0].elapsed_s)
-        assert int(row["images_to_target"]) == curve[0].samples == 2
         assert len(run["curve"]) == len(curve)
-    assert (out / "race.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    baseline_finals = [curves["baseline", seed][-1].miou for seed in ("42", "43")]
+    assert record["target_miou"] == pytest.approx(sum(baseline_finals) / 2)
+    for row in rows:
+        reached = next((p for p in curves[row["recipe"], row["seed"]] if p.miou >= record["target_miou"]), None)
+        assert (row["time_to_target_s"] or None) == (str(reached.elapsed_s) if reached else None)
+    for name in ("race.png", "race_pareto.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_race_refuses_a_target_that_is_neither_a_number_nor_baseline(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "race", "--data", "synthetic", "--target-miou", "best"])
+    assert exit_info.value.code == 2
+    assert "--target-miou 'best'" in capsys.readouterr().err
 
 
 def test_race_refuses_an_output_folder_that_holds_runs(tmp_path) -> None:
@@ -134,4 +196,10 @@ def test_race_refuses_an_output_folder_that_holds_runs(tmp_path) -> None:
     (tmp_path / "runs" / "mild-seed42" / "metrics.jsonl").write_text("{}\n")
     plan = race_configs(["mild"], "synthetic", 0.01, 1, TINY_RACE)
     with pytest.raises(ConfigError, match="already holds a run"):
-        run_race(plan, tmp_path, 0.0)
+        run_race(plan, tmp_path)
+
+
+def test_eval_data_with_other_classes_is_refused_before_training(camvid_root) -> None:
+    plan = race_configs(["mild"], "synthetic", 0.01, 1, TINY_RACE)
+    with pytest.raises(ConfigError, match="--eval-data camvid:.*11 classes are not the training data's 6"):
+        evaluation_data(plan[0][2], f"camvid:{camvid_root}")

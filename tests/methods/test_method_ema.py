@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from segrecipes.errors import ConfigError
-from segrecipes.functional import compute_ema
+from segrecipes.functional import compute_ema, warmup_smoothing
 from segrecipes.methods import EMA, StepContext
 
 
@@ -177,3 +177,64 @@ def test_resume_applies_update_on_first_step_seen():
 def test_bad_arguments_are_refused(kwargs):
     with pytest.raises(ConfigError):
         EMA(**kwargs)
+
+
+def warmup_closed_form(snapshots: dict[int, dict[str, torch.Tensor]], update_steps: list[int], smoothing: float):
+    """The bias-corrected average: snapshot k (k = 0 the copy at step 1) weighs b^(n-k), normalized."""
+    steps = [1, *update_steps]
+    n = len(update_steps)
+    weights = [smoothing ** (n - k) for k in range(n + 1)]
+    total = sum(weights)
+    return {name: sum(w * snapshots[step][name] for w, step in zip(weights, steps)) / total
+            for name in snapshots[1]}
+
+
+@pytest.mark.parametrize(("interval", "steps", "update_steps"), [(3, 10, [3, 6, 9]), (1, 6, [2, 3, 4, 5, 6])])
+def test_ema_warmup_is_the_normalized_weighted_average_of_every_snapshot(interval, steps, update_steps):
+    model = tiny_model()
+    smoothing = 0.8
+    ema = EMA(smoothing=smoothing, update_interval=interval, warmup=True)
+    snapshots = {}
+    for step in range(1, steps + 1):
+        snapshots[step] = set_weights_for_step(model, step)
+        ema.update(model, step)
+    expected = warmup_closed_form(snapshots, update_steps, smoothing)
+    averaged = ema.module.state_dict()
+    for name, value in expected.items():
+        if not name.endswith("num_batches_tracked"):
+            torch.testing.assert_close(averaged[name].double(), value, rtol=0, atol=1e-6, msg=name)
+    # the plain EMA still holds smoothing^n of the random start; the warmup only 1 / sum_k b^k of it
+    n = len(update_steps)
+    assert ema.updates == n
+    plain = closed_form(snapshots, update_steps, smoothing)["0.weight"]
+    assert not torch.allclose(plain, expected["0.weight"], atol=1e-3)
+
+
+def test_warmup_smoothing_hand_computed():
+    # b = 0.5: weights after one update 0.5 (copy) and 1 (new) -> the new snapshot gets 1 / 1.5
+    assert warmup_smoothing(0.5, 1) == pytest.approx(1 - 1 / 1.5)
+    # after two: 0.25, 0.5, 1 -> the new one gets 1 / 1.75
+    assert warmup_smoothing(0.5, 2) == pytest.approx(1 - 1 / 1.75)
+    assert warmup_smoothing(0.99, 100_000) == pytest.approx(0.99)  # tends to the plain smoothing
+
+
+def test_warmup_resume_continues_exactly():
+    smoothing, interval = 0.7, 2
+    model = tiny_model()
+    uninterrupted = EMA(smoothing=smoothing, update_interval=interval, warmup=True)
+    for step in range(1, 9):
+        set_weights_for_step(model, step)
+        uninterrupted.update(model, step)
+    model = tiny_model()
+    first_run = EMA(smoothing=smoothing, update_interval=interval, warmup=True)
+    for step in range(1, 5):
+        set_weights_for_step(model, step)
+        first_run.update(model, step)
+    resumed = EMA(smoothing=smoothing, update_interval=interval, warmup=True)
+    resumed.load_state_dict(first_run.state_dict())
+    assert resumed.updates == 2
+    for step in range(5, 9):
+        set_weights_for_step(model, step)
+        resumed.update(model, step)
+    for name, value in uninterrupted.module.state_dict().items():
+        torch.testing.assert_close(resumed.module.state_dict()[name], value, rtol=0, atol=0)
