@@ -125,6 +125,7 @@ class ScheduleConfig(Section):
 
 class TrainConfig(Section):
     duration: DurationField = Duration(128, "ep")
+    dur_base: IntervalField = None  # what `dur` values are fractions of (None: duration); --resume sets it on extension
     global_batch_size: int = Field(128, gt=0)
     device_microbatch_size: int | Literal["auto"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
@@ -140,10 +141,10 @@ class TrainConfig(Section):
     max_bad_steps: int = Field(20, ge=1)  # consecutive non-finite steps before the run stops
     progress: Literal["auto", "rich", "plain", "none"] = "auto"
 
-    @field_validator("duration")
+    @field_validator("duration", "dur_base")
     @classmethod
-    def _check_duration(cls, value: Duration) -> Duration:
-        if value.unit == "dur":
+    def _check_duration(cls, value: Duration | None) -> Duration | None:
+        if value is not None and value.unit == "dur":
             raise ValueError(f"{value} is a fraction of the run itself: give the run in ba, ep, sp or time")
         return value
 
@@ -219,6 +220,7 @@ class RecipeConfig(Section):
     reference_duration: DurationField | None = None
     lr_scaling: LRScaling = "linear"
     time_unit: TimeUnit = "dur"
+    ema_warmup: bool = False  # carried-over runs average with the EMA warmup (ema.warmup) unless set
 
     @model_validator(mode="after")
     def _check_reference(self) -> RecipeConfig:
@@ -417,6 +419,8 @@ def transferred(config: RunConfig, user: dict[str, Any]) -> RunConfig:
     if ("optimizer", "lr") not in given:
         factor = lr_factor(section.lr_scaling, config.train.global_batch_size, section.reference_batch_size)
         update["optimizer"] = {"lr": config.optimizer.lr * factor}
+    if config.ema.enabled and ("ema", "warmup") not in given:
+        update["ema"] = {"warmup": section.ema_warmup}
     for name, key in TIME_CONSTANTS:
         section_config = getattr(config, name)
         value = getattr(section_config, key)

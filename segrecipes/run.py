@@ -101,7 +101,7 @@ def inference_options(config: RunConfig) -> InferenceOptions:
 def run_clock(config: RunConfig, train_samples: int) -> Clock:
     """The run's clock before the first step: what its durations and intervals mean in batches."""
     batch = config.train.global_batch_size
-    return Clock(config.train.duration, max(1, train_samples // batch), batch)
+    return Clock(config.train.duration, max(1, train_samples // batch), batch, config.train.dur_base)
 
 
 # every duration and interval of a run, in the order `segrecipes recipes show` lists them

@@ -22,12 +22,17 @@ def _overrides(data: str | None, duration: str | None, loss: str | None, sets: l
 
 
 def _resumed_config(run_dir: Path, overrides: list[str]) -> tuple[RunConfig, dict]:
-    """The run's saved config with ``overrides`` on top, and its newest checkpoint."""
+    """The run's saved config with ``overrides`` on top, and its newest checkpoint. A run extended to a
+    new duration keeps its ``dur`` constants (EMA half-life, intervals) in the batches they meant."""
     _, state = latest_checkpoint(run_dir)
-    data = state["config"]
+    saved = data = state["config"]
     for override in overrides:
         data = merge_dicts(data, parse_override(override))
-    return build_config(data, f"{run_dir}/checkpoints"), state
+    config = build_config(data, f"{run_dir}/checkpoints")
+    before = build_config(saved, f"{run_dir}/checkpoints").train
+    if config.train.duration != before.duration and config.train.dur_base is None:
+        config.train.dur_base = before.duration
+    return config, state
 
 
 def train_command(

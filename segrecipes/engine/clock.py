@@ -19,14 +19,20 @@ STATE_KEYS = ("step", "epoch", "batch_in_epoch", "samples", "elapsed_s", "train_
 
 class Clock:
     """Steps, epochs, the batch inside the epoch, samples, training and wall seconds of a run of
-    ``duration``, with ``steps_per_epoch`` optimizer steps of ``samples_per_step`` samples an epoch."""
+    ``duration``, with ``steps_per_epoch`` optimizer steps of ``samples_per_step`` samples an epoch.
+    ``dur`` values are fractions of ``dur_base`` when given (an extended run keeps its constants), else
+    of ``duration``."""
 
-    def __init__(self, duration: Duration, steps_per_epoch: int, samples_per_step: int) -> None:
+    def __init__(self, duration: Duration, steps_per_epoch: int, samples_per_step: int,
+                 dur_base: Duration | None = None) -> None:
         if steps_per_epoch < 1:
             raise ConfigError(f"an epoch must hold at least one step, got {steps_per_epoch}")
         if duration.unit == "dur":
             raise ConfigError(f"train.duration: {duration} is a fraction of the run itself; use ba, ep, sp or time")
         self.duration = duration
+        self.dur_base = dur_base or duration
+        if self.dur_base.unit == "dur":
+            raise ConfigError(f"train.dur_base: {self.dur_base} cannot be a fraction of the run")
         self.steps_per_epoch = steps_per_epoch
         self.samples_per_step = samples_per_step
         self.step = 0
@@ -47,7 +53,7 @@ class Clock:
             return Duration(max(1, round(duration.value * self.steps_per_epoch)), "ba")
         if duration.unit == "sp":
             return Duration(max(1, round(duration.value / self.samples_per_step)), "ba")
-        run = self.resolve(self.duration)
+        run = self.resolve(self.dur_base)
         if run.unit == "s":
             return Duration(duration.value * run.value, "s")
         return Duration(max(1, round(duration.value * run.value)), "ba")

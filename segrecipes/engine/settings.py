@@ -25,6 +25,7 @@ class TrainSettings:
     """
 
     duration: Duration | str = "1ep"
+    dur_base: Duration | str | None = None  # what ``dur`` values are fractions of (None: the duration)
     global_batch_size: int = 16
     device_microbatch_size: int | Literal["auto"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
@@ -45,6 +46,7 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         self.duration = Duration.parse(self.duration)
+        self.dur_base = _duration(self.dur_base)
         self.eval_interval = _duration(self.eval_interval)
         self.checkpoint_interval = _duration(self.checkpoint_interval)
         for name in ("global_batch_size", "log_interval", "keep_last", "max_bad_steps"):

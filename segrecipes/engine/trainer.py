@@ -103,7 +103,7 @@ class Trainer:
         self.loader = build_train_loader(train_data, self.sampler, self.batch_per_rank, settings.num_workers,
                                          settings.pin_memory and self.device.type == "cuda",
                                          settings.persistent_workers)
-        self.clock = Clock(settings.duration, self.sampler.batches_per_epoch, batch)
+        self.clock = Clock(settings.duration, self.sampler.batches_per_epoch, batch, settings.dur_base)
 
         self.model = self._prepare(model)
         self.amp_dtype = amp_dtype_for(settings.precision, self.device)

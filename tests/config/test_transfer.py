@@ -176,3 +176,9 @@ def test_a_wall_clock_budget_carries_time_constants_over_in_epochs() -> None:
     assert config.ema.half_life == Duration(float(f"{1000 / 157:.6g}"), "ep")
     _, methods = _methods(config, ADE20K_TRAIN)
     assert methods["ema"].smoothing == 2.0 ** (-10 / 1000)
+
+
+def test_the_ema_warmup_switch_of_carried_over_runs() -> None:
+    assert load_config("mild", overrides=["recipe.ema_warmup=true"]).ema.warmup is True
+    assert load_config("mild", overrides=["recipe.ema_warmup=true", "ema.warmup=false"]).ema.warmup is False
+    assert load_config("mild", overrides=["recipe.ema_warmup=true", "recipe.transfer=none"]).ema.warmup is False

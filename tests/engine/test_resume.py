@@ -9,11 +9,12 @@ import torch
 
 from helpers.tiny import tiny_config
 
+from segrecipes.cli.train import _resumed_config
 from segrecipes.engine.checkpoint import latest_checkpoint
 from segrecipes.engine.interrupt import RunInterrupted
 from segrecipes.engine.trainer import Trainer
-from segrecipes.methods import Method, StepContext
-from segrecipes.run import build_trainer
+from segrecipes.methods import EMA, Method, StepContext
+from segrecipes.run import build_methods, build_trainer, run_clock
 
 pytestmark = pytest.mark.slow
 
@@ -66,3 +67,17 @@ def test_constant_lr_run_can_be_extended(tmp_path) -> None:
     longer = tiny_config("train.duration=4ba", "schedule.name=constant")
     summary = build_trainer(longer, tmp_path / "run", resume=state).fit()
     assert summary["step"] == 4 and state["clock"]["step"] == 2
+
+
+def test_an_extended_run_keeps_its_fractional_constants_in_the_batches_they_meant(tmp_path) -> None:
+    first = tiny_config("train.duration=8ba", "schedule.name=constant", "ema.enabled=true", "ema.half_life=0.5dur",
+                        "ema.update_interval=0.25dur", "train.checkpoint_interval=0.5dur")
+    build_trainer(first, tmp_path / "run").fit()
+    config, state = _resumed_config(tmp_path / "run", ["train.duration=16ba"])
+    assert config.train.duration.value == 16 and str(config.train.dur_base) == "8ba"
+    (ema,) = build_methods(config, 6, 255, run_clock(config, 16))
+    assert isinstance(ema, EMA) and ema.update_interval == 2 and ema.smoothing == 2.0 ** (-2 / 4)  # as in the 8ba run
+    summary = build_trainer(config, tmp_path / "run", resume=state).fit()
+    assert summary["step"] == 16
+    same, _ = _resumed_config(tmp_path / "run", [])
+    assert same.train.dur_base is not None and str(same.train.dur_base) == "8ba"  # kept on the next resume

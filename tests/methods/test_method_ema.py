@@ -42,15 +42,21 @@ def closed_form(snapshots: dict[int, dict[str, torch.Tensor]], update_steps: lis
     return expected
 
 
-@pytest.mark.parametrize(("interval", "steps", "update_steps"), [(3, 8, [3, 6]), (1, 5, [2, 3, 4, 5])])
-def test_ema_matches_closed_form_with_interval_and_buffers(interval, steps, update_steps):
+def run_updates(ema: EMA, steps: int) -> tuple[nn.Module, dict[int, dict[str, torch.Tensor]]]:
+    """Steps 1..steps of a stand-in training run, each followed by ``ema.update``; the model and every snapshot."""
     model = tiny_model()
-    smoothing = 0.7
-    ema = EMA(smoothing=smoothing, update_interval=interval)
     snapshots = {}
     for step in range(1, steps + 1):
         snapshots[step] = set_weights_for_step(model, step)
         ema.update(model, step)
+    return model, snapshots
+
+
+@pytest.mark.parametrize(("interval", "steps", "update_steps"), [(3, 8, [3, 6]), (1, 5, [2, 3, 4, 5])])
+def test_ema_matches_closed_form_with_interval_and_buffers(interval, steps, update_steps):
+    smoothing = 0.7
+    ema = EMA(smoothing=smoothing, update_interval=interval)
+    model, snapshots = run_updates(ema, steps)
 
     expected = closed_form(snapshots, update_steps, smoothing)
     averaged = ema.module.state_dict()
@@ -191,13 +197,9 @@ def warmup_closed_form(snapshots: dict[int, dict[str, torch.Tensor]], update_ste
 
 @pytest.mark.parametrize(("interval", "steps", "update_steps"), [(3, 10, [3, 6, 9]), (1, 6, [2, 3, 4, 5, 6])])
 def test_ema_warmup_is_the_normalized_weighted_average_of_every_snapshot(interval, steps, update_steps):
-    model = tiny_model()
     smoothing = 0.8
     ema = EMA(smoothing=smoothing, update_interval=interval, warmup=True)
-    snapshots = {}
-    for step in range(1, steps + 1):
-        snapshots[step] = set_weights_for_step(model, step)
-        ema.update(model, step)
+    _, snapshots = run_updates(ema, steps)
     expected = warmup_closed_form(snapshots, update_steps, smoothing)
     averaged = ema.module.state_dict()
     for name, value in expected.items():
