@@ -166,7 +166,8 @@ class LossConfig(Section):
 
 class EMAConfig(Section):
     """Exponential moving average of weights and buffers; smoothing = 2^(-interval / half_life), both
-    resolved to batches for the run. ``warmup``: a bias-corrected average, free of the initial weights."""
+    resolved to batches for the run. ``warmup``: a bias-corrected average, in which the initial weights
+    fade within a few updates instead of several half-lives."""
 
     enabled: bool = False
     half_life: BatchesField = Duration(1000, "ba")
@@ -201,6 +202,8 @@ class EvalConfig(Section):
     batch_size: int = Field(8, gt=0)
 
 
+# the method constants counted in steps (never in seconds)
+METHOD_CONSTANTS = (("ema", "half_life"), ("ema", "update_interval"), ("sam", "interval"))
 # the sections that switch a training method on (the order the hooks run in is the methods' own)
 METHOD_SECTIONS = ("ema", "channels_last", "mixup", "sam")
 # --methods names that are not methods but settings: kept because the first release accepted them
@@ -220,7 +223,6 @@ class RecipeConfig(Section):
     reference_duration: DurationField | None = None
     lr_scaling: LRScaling = "linear"
     time_unit: TimeUnit = "dur"
-    ema_warmup: bool = False  # carried-over runs average with the EMA warmup (ema.warmup) unless set
 
     @model_validator(mode="after")
     def _check_reference(self) -> RecipeConfig:
@@ -258,6 +260,18 @@ class RunConfig(Section):
     eval: EvalConfig = EvalConfig()
 
     _recipe_by_name = field_validator("recipe", mode="before")(_recipe_section)
+
+    @model_validator(mode="after")
+    def _check_method_constants(self) -> RunConfig:
+        """Methods count steps, so that every rank and every resume take the same ones: refuse a time."""
+        timed = (self.train.dur_base or self.train.duration).unit == "s"
+        for name, key in METHOD_CONSTANTS:
+            value = getattr(getattr(self, name), key)
+            if getattr(self, name).enabled and (value.unit == "s" or (value.unit == "dur" and timed)):
+                what = "is wall-clock time" if value.unit == "s" else "is a share of a wall-clock run"
+                raise ValueError(f"{name}.{key}: {value} {what}; give it in ba, ep, sp or dur of a run counted in "
+                                 "steps")
+        return self
 
     def enabled_methods(self) -> list[str]:
         return [name for name in METHOD_SECTIONS if getattr(self, name).enabled]
@@ -365,6 +379,8 @@ def _format_error(error: ValidationError, source: str) -> str:
     message = first["msg"].removeprefix("Value error, ")
     given = first.get("input")
     shown = "" if isinstance(given, dict) else f" (got {given!r})"
+    if not location:  # a check across keys: its message names them
+        return f"{source}: {message}{shown}"
     return f"{source}: {key}: {message}{shown}"
 
 
@@ -392,6 +408,8 @@ def load_config(
     user: dict[str, Any] = {}
     if config_file is not None:
         user = _read_yaml(Path(config_file))
+        if "recipe" in user:  # `recipe: mild`, as the first release wrote it, must not replace the preset's section
+            user["recipe"] = _recipe_section(user["recipe"])
         source = str(config_file)
         build_config(merge_dicts(preset, user), source)
     known = [*METHOD_SECTIONS, *METHOD_ALIASES]
@@ -413,18 +431,17 @@ def transferred(config: RunConfig, user: dict[str, Any]) -> RunConfig:
     if section.transfer != "scaled":
         return config
     given = {(name, key) for name, values in user.items() if isinstance(values, dict) for key in values}
-    # a fraction of a wall-clock run is a time, which a method cannot count in steps: epochs instead
-    unit = "ep" if section.time_unit == "dur" and config.train.duration.unit == "s" else section.time_unit
+    timed = config.train.duration.unit == "s"
     update: dict[str, dict[str, Any]] = {}
     if ("optimizer", "lr") not in given:
         factor = lr_factor(section.lr_scaling, config.train.global_batch_size, section.reference_batch_size)
         update["optimizer"] = {"lr": config.optimizer.lr * factor}
-    if config.ema.enabled and ("ema", "warmup") not in given:
-        update["ema"] = {"warmup": section.ema_warmup}
     for name, key in TIME_CONSTANTS:
         section_config = getattr(config, name)
         value = getattr(section_config, key)
         if (name, key) not in given and value is not None and getattr(section_config, "enabled", True):
+            # a share of a wall-clock run is a time, which a method cannot count in steps: epochs instead
+            unit = "ep" if timed and section.time_unit == "dur" and (name, key) in METHOD_CONSTANTS else section.time_unit
             update.setdefault(name, {})[key] = str(carry_over(
                 value, unit, section.reference_train_size, section.reference_batch_size,
                 section.reference_duration))

@@ -58,6 +58,8 @@ class Duration:
         """Like :meth:`parse`, but a bare whole number means batches (``1000`` -> ``1000ba``)."""
         if isinstance(text, bool):
             raise ConfigError(f"invalid duration {text!r}")
+        if isinstance(text, float) and text.is_integer():
+            text = int(text)
         if isinstance(text, int) or (isinstance(text, str) and text.strip().isdigit()):
             return cls(int(text), "ba")
         return cls.parse(text)

@@ -123,11 +123,10 @@ def timed_constants(config: RunConfig, train_samples: int) -> dict[str, tuple[Du
 
 
 def batches(clock: Clock, key: str, duration: Duration) -> int:
-    """A method constant in this run's batches (a method counts steps, not seconds)."""
+    """A method constant in this run's batches (the config refuses times for them: a method counts steps)."""
     steps = clock.steps(duration)
     if steps is None:
-        raise ConfigError(f"{key}: {duration} is wall-clock time here; give it in ba, ep, sp or dur "
-                          "(dur of a run counted in steps)")
+        raise ConfigError(f"{key}: {duration} is wall-clock time here; give it in ba, ep, sp or dur")
     return steps
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from segrecipes.bench.driver import bench_config
+from segrecipes.bench.driver import LITERAL, bench_config
 from segrecipes.config import RunConfig, load_config
 
 CLASSES = 150  # ADE20k's
@@ -33,7 +33,7 @@ class Workload:
     def config(self, recipe: str | None = None, overrides: Sequence[str] = (), methods: Sequence[str] = (),
                batch: int | None = None) -> RunConfig:
         """``recipe`` (None: the defaults) with ``overrides`` and ``methods`` on this model, size and batch."""
-        base = [f"train.device={self.device}", f"data.synthetic_num_classes={CLASSES}", *self.model, *overrides]
+        base = [LITERAL, f"train.device={self.device}", f"data.synthetic_num_classes={CLASSES}", *self.model, *overrides]
         return bench_config(load_config(recipe, None, base, list(methods)), self.image_size, batch or self.batch)
 
 

@@ -144,6 +144,7 @@ def _parse_interval(text: str) -> Duration:
         raise ConfigError(f"--eval-every: {error}") from None
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=-]")  # what may not appear in a run folder's name
 _ENTRY = re.compile(r"^(?:(?P<label>[^=\[\]]+)=)?(?P<recipe>[^=\[\]]+?)(?:\[(?P<sets>[^\[\]]*)\])?$")
 
 
@@ -165,8 +166,11 @@ def parse_entries(text: str) -> list[Entry]:
         if not item or not match or depth != 0:
             raise ConfigError(f"--recipes: cannot read {item!r}: use RECIPE, RECIPE[key=value ...] or "
                               "LABEL=RECIPE[key=value ...]")
-        recipe = match["recipe"].strip()
-        entries.append(Entry((match["label"] or item).strip(), recipe, tuple((match["sets"] or "").split())))
+        recipe, sets = match["recipe"].strip(), tuple((match["sets"] or "").split())
+        label = (match["label"] or "").strip() or _UNSAFE.sub("_", "-".join([recipe, *sets]))
+        if _UNSAFE.search(label):
+            raise ConfigError(f"--recipes: label {label!r} names a run folder: use letters, digits, '.', '_', '-'")
+        entries.append(Entry(label, recipe, sets))
     labels = [entry.label for entry in entries]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"--recipes: two entries are labelled alike ({', '.join(labels)}); give LABEL=...")
@@ -311,7 +315,8 @@ def write_race(out_dir: Path, runs: Sequence[RaceRun], target: float, settings: 
 
 def mean_curve(runs: Sequence[RaceRun]) -> tuple[list[float], list[float], list[float]]:
     """Mean wall time, mean mIoU and its sample std at each evaluation, over the evaluations all
-    ``runs`` (seeds of one entry, evaluated at the same steps) have."""
+    ``runs`` (seeds of one entry) have. Point by point: with evaluations every N steps or epochs the
+    seeds are evaluated at the same steps; with a wall-clock interval only roughly at the same times."""
     length = min(len(run.curve) for run in runs)
     times, means, stds = [], [], []
     for index in range(length):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from segrecipes.bench.driver import bench_config, bench_trainer, synthetic_batch
+from segrecipes.bench.driver import LITERAL, bench_config, bench_trainer, synthetic_batch
 from segrecipes.bench.gpu import run_gpu
 from segrecipes.bench.methods import measure_method_costs
 from segrecipes.bench.overhead import LAYOUT_METHOD, engine_overhead
@@ -82,7 +82,8 @@ def throughput_command(
     overrides += [f"loss.name={loss}"] if loss else []
     overrides += [f"data.synthetic_num_classes={classes}"] if classes else []
     switches = _names(methods) + ([LAYOUT_METHOD] if channels_last else [])
-    config = bench_config(load_config(recipe, None, [*overrides, *(set_ or [])], switches), image_size, batch)
+    config = bench_config(load_config(recipe, None, [LITERAL, *overrides, *(set_ or [])], switches), image_size,
+                          batch)
     trainer = bench_trainer(config)
     report = measure_throughput(trainer, config, steps, warmup, breakdown)
     comparable = set(config.enabled_methods()) <= {LAYOUT_METHOD}
@@ -266,6 +267,8 @@ def race_command(
         )
     console = Console()
     console.print(table)
+    console.print(f"final mIoU on {settings['final_scores_on']}; curves, target and time to target on each run's "
+                  f"validation split ({data})")
     console.print(f"wrote {', '.join(str(path) for path in paths.values())}")
 
 

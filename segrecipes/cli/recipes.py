@@ -53,7 +53,7 @@ def show_recipe(
         print("#   " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
-HEADER = ("constant", "as written", "for this run", "in batches")
+HEADER = ("constant", "as written", "for this run", "in batches")  # or seconds, for what counts time
 
 
 def _text(value: Duration | None) -> str:

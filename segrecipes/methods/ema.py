@@ -62,6 +62,9 @@ def smoothing_for(half_life: float, update_interval: int) -> float:
     return 2.0 ** (-update_interval / half_life)
 
 
+LONG_PAST_WARMUP = 1 << 40  # updates: warmup_smoothing is then the plain smoothing
+
+
 def warmup_smoothing(smoothing: float, updates: int) -> float:
     """The smoothing of update number ``updates`` (from 1) of a bias-corrected average.
 
@@ -159,7 +162,8 @@ class EMA(Method):
         """Restore the averaged weights; applied to the copy at once, or when the next hook sees the model."""
         if "ema_model" not in state:
             return
-        self.updates = int(state.get("updates", 0))
+        # a checkpoint from before the warmup existed is long past any warmup
+        self.updates = int(state.get("updates", LONG_PAST_WARMUP))
         if self.module is not None:
             self.module.load_state_dict(state["ema_model"])
         else:

@@ -28,6 +28,7 @@ from segrecipes.bench.race import (
 )
 from segrecipes.cli.main import main
 from segrecipes.config import ConfigError, Duration
+from segrecipes.data.spec import build_raw_dataset
 
 # step, images seen, wall time (s), mIoU: rises, dips, rises again
 CURVE = [
@@ -61,9 +62,9 @@ def test_entries_with_labels_and_overrides() -> None:
     assert entries == [
         Entry("baseline", "baseline"),
         Entry("mild-literal", "mild", ("recipe.transfer=none", "ema.warmup=true")),
-        Entry("medium[sam.rho=0.1]", "medium", ("sam.rho=0.1",)),
+        Entry("medium-sam.rho=0.1", "medium", ("sam.rho=0.1",)),  # a default label fit for a folder name
     ]
-    for bad in ("mild[recipe.transfer=none", "a=mild,a=medium", "mild,,medium", "x=y=mild"):
+    for bad in ("mild[recipe.transfer=none", "a=mild,a=medium", "mild,,medium", "x=y=mild", "a/b=mild"):
         with pytest.raises(ConfigError, match="--recipes"):
             parse_entries(bad)
 
@@ -203,3 +204,14 @@ def test_eval_data_with_other_classes_is_refused_before_training(camvid_root) ->
     plan = race_configs(["mild"], "synthetic", 0.01, 1, TINY_RACE)
     with pytest.raises(ConfigError, match="--eval-data camvid:.*11 classes are not the training data's 6"):
         evaluation_data(plan[0][2], f"camvid:{camvid_root}")
+
+
+@pytest.mark.slow
+def test_final_scores_come_from_the_eval_data(tmp_path) -> None:
+    plan = race_configs(["mild"], "synthetic", 0.01, 1, TINY_RACE, evals=1)
+    config = plan[0][2]
+    (on_val,) = run_race(plan, tmp_path / "val", build_raw_dataset(config.data, "val"))
+    (on_train,) = run_race(plan, tmp_path / "train", build_raw_dataset(config.data, "train"))
+    assert [p.miou for p in on_val.curve] == [p.miou for p in on_train.curve]  # the same training
+    assert on_val.final_miou == on_val.curve[-1].miou  # the val split again: the last evaluation's score
+    assert on_train.final_miou != on_train.curve[-1].miou  # another split: another score

@@ -101,6 +101,10 @@ def test_a_preset_warmup_is_carried_over_as_a_share_of_the_run_and_a_user_one_is
     preset = preset.model_copy(update={"recipe": preset.recipe.model_copy(update={"transfer": "scaled"})})
     assert transferred(preset, user={}).schedule.warmup == Duration(0.08, "dur")
     assert transferred(preset, user={"schedule": {"warmup": "2ep"}}).schedule.warmup == Duration(2, "ep")
+    # a wall-clock run keeps the warmup as a share of its budget (the schedule counts time)
+    timed = preset.model_copy(update={"train": preset.train.model_copy(update={"duration": Duration(600, "s")})})
+    assert transferred(timed, user={}).schedule.warmup == Duration(0.08, "dur")
+    assert Clock(Duration(600, "s"), 45, 8).fraction_of_run(Duration(0.08, "dur")) == pytest.approx(0.08)
 
 
 def test_scaled_transfer_without_a_reference_is_refused() -> None:
@@ -117,6 +121,7 @@ def test_new_units_parse(text: str, expected: Duration) -> None:
 
 def test_a_bare_number_is_batches_only_for_method_constants() -> None:
     assert load_config(overrides=["ema.half_life=50", "sam.interval=2"]).ema.half_life == Duration(50, "ba")
+    assert load_config(overrides=["ema.half_life=50.0"]).ema.half_life == Duration(50, "ba")
     with pytest.raises(ConfigError, match="train.duration"):
         load_config(overrides=["train.duration=50"])
     with pytest.raises(ConfigError, match="train.duration"):
@@ -139,10 +144,12 @@ def test_clock_resolves_every_unit() -> None:
         Clock(Duration(0.5, "dur"), 45, 8)
 
 
-def test_a_wall_clock_method_constant_is_refused_with_its_key() -> None:
-    config = load_config(overrides=["ema.enabled=true", "ema.half_life=10min"])
-    with pytest.raises(ConfigError, match="ema.half_life"):
-        _methods(config, CAMVID_TRAIN)
+@pytest.mark.parametrize("sets", [["ema.half_life=10min"], ["ema.update_interval=0.1dur", "train.duration=10min"],
+                                  ["sam.interval=30s", "sam.enabled=true"]])
+def test_a_wall_clock_method_constant_is_refused_with_its_key_before_the_run(sets: list[str]) -> None:
+    key = sets[0].split("=")[0]
+    with pytest.raises(ConfigError, match=rf"{key}: .* (is wall-clock time|is a share of a wall-clock run)"):
+        load_config(overrides=["ema.enabled=true", *sets])
 
 
 def test_recipes_show_prints_yaml_then_each_constant_written_carried_over_and_in_batches(capsys, camvid_root) -> None:
@@ -178,7 +185,11 @@ def test_a_wall_clock_budget_carries_time_constants_over_in_epochs() -> None:
     assert methods["ema"].smoothing == 2.0 ** (-10 / 1000)
 
 
-def test_the_ema_warmup_switch_of_carried_over_runs() -> None:
-    assert load_config("mild", overrides=["recipe.ema_warmup=true"]).ema.warmup is True
-    assert load_config("mild", overrides=["recipe.ema_warmup=true", "ema.warmup=false"]).ema.warmup is False
-    assert load_config("mild", overrides=["recipe.ema_warmup=true", "recipe.transfer=none"]).ema.warmup is False
+
+
+def test_a_config_file_naming_its_recipe_the_old_way_keeps_the_presets_transfer(tmp_path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("recipe: mild\ntrain:\n  global_batch_size: 8\n")
+    config = load_config("mild", config_file=path)
+    assert config.recipe.transfer == "scaled" and config.recipe.reference_batch_size == 128
+    assert config.optimizer.lr == pytest.approx(0.005)
