@@ -15,13 +15,19 @@ from segrecipes.evaluation.metrics import SegMetrics
 
 
 class RunRecord:
-    """The rows and scores of one run; files are written only with a ``run_dir`` and on rank 0 (``enabled``)."""
+    """The rows and scores of one run; files are written only with a ``run_dir`` and on rank 0 (``enabled``).
 
-    def __init__(self, run_dir: Path | None, config: dict[str, Any] | None, enabled: bool) -> None:
+    ``best_metric`` (e.g. ``miou``, ``mdice``, ``iou/Car``) decides ``best.pt``; every rank tracks it
+    (the metrics are all-reduced, so all agree), which is what :meth:`stalled` counts on."""
+
+    def __init__(self, run_dir: Path | None, config: dict[str, Any] | None, enabled: bool,
+                 best_metric: str = "miou") -> None:
         self.run_dir = run_dir if enabled else None
         self.logger = RunLogger(run_dir, config, enabled)
         self.history: list[dict[str, Any]] = []
-        self.best_miou = -math.inf
+        self.best_metric = best_metric
+        self.best = -math.inf
+        self.since_best = 0  # evaluations since the best one
 
     @staticmethod
     def where(clock: Clock) -> dict[str, Any]:
@@ -34,36 +40,57 @@ class RunRecord:
     def log_evaluation(
         self, clock: Clock, metrics: SegMetrics, best_state: Callable[[], dict[str, Any] | None]
     ) -> None:
-        """Record an evaluation; a new best writes ``best.pt`` from ``best_state()`` (None: not savable)."""
-        row = {**self.where(clock), **metrics.summary()}
+        """Record an evaluation (with its per-class rows); a new best writes ``best.pt`` from
+        ``best_state()`` (None: not savable, e.g. non-finite weights, and then not the best)."""
+        row = {**self.where(clock), **metrics.to_dict()}
         self.history.append(row)
         self.logger.log(row, "val")
-        if metrics.miou > self.best_miou and self.run_dir is not None:
-            state = best_state()
-            if state is not None:
-                self.best_miou = metrics.miou
-                atomic_save({**state, "metrics": metrics.to_dict()}, self.run_dir / "checkpoints" / BEST)
+        value = metrics.value(self.best_metric)
+        if not value > self.best:  # NaN never improves
+            self.since_best += 1
+            return
+        state = best_state()
+        if state is None:
+            self.since_best += 1
+            return
+        self.best, self.since_best = value, 0
+        if self.run_dir is not None:
+            atomic_save({**state, "metrics": metrics.to_dict(), "best_metric": self.best_metric},
+                        self.run_dir / "checkpoints" / BEST)
 
-    def summary(self, clock: Clock, metrics: SegMetrics | None, skipped_steps: int) -> dict[str, Any]:
+    def stalled(self, patience: int | None) -> bool:
+        """Whether ``patience`` evaluations in a row did not improve the best metric."""
+        return patience is not None and self.since_best >= patience
+
+    def summary(self, clock: Clock, metrics: SegMetrics | None, skipped_steps: int,
+                stopped_early: bool = False) -> dict[str, Any]:
         """The final scores and the run's figures; written to ``summary.json``."""
+        mious = [row["miou"] for row in self.history if row.get("miou") is not None]
         summary = {
             **(metrics.to_dict() if metrics is not None else {}),
-            "best_miou": max(self.best_miou, metrics.miou) if metrics is not None else None,
+            "best_miou": max(mious) if mious else None,
+            "best_metric": self.best_metric,
+            "best_value": self.best if math.isfinite(self.best) else None,
             **self.where(clock),
             "train_s": clock.train_s,
             "train_images_per_s": clock.samples / max(clock.train_s, 1e-9),
             "skipped_steps": skipped_steps,
+            "stopped_early": stopped_early,
             "history": self.history,
         }
         self.logger.summary(summary)
         return summary
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best_miou": self.best_miou, "history": self.history}
+        return {"best": {"metric": self.best_metric, "value": self.best, "since": self.since_best},
+                "history": self.history}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best_miou = state.get("best_miou", -math.inf)
         self.history = list(state.get("history", []))
+        best = state.get("best") or {"metric": "miou", "value": state.get("best_miou", -math.inf), "since": 0}
+        if best["metric"] == self.best_metric:
+            self.best, self.since_best = best["value"], best["since"]
+        # else the metric changed on resume: the next evaluation is the first best by the new one
 
     def close(self) -> None:
         self.logger.close()

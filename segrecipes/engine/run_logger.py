@@ -29,6 +29,10 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 class RunLogger:
     """Appends rows to ``metrics.jsonl`` and TensorBoard under ``run_dir``; does nothing when disabled
     (off rank 0, or without a run folder). ``config`` is written to ``config.yaml``."""
@@ -47,14 +51,19 @@ class RunLogger:
         self._writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
     def log(self, row: dict[str, Any], group: str) -> None:
-        """One row; its numbers also go to TensorBoard as ``group/key`` at the row's step."""
+        """One row; its numbers also go to TensorBoard as ``group/key`` at the row's step, and a
+        per-class mapping (``iou: {class: value}``) as ``group_key/class``: one chart section per metric."""
         if not self.enabled:
             return
         with open(self.run_dir / "metrics.jsonl", "a") as handle:
             handle.write(json.dumps(json_safe(row)) + "\n")
         step = int(row.get("step", 0))
         for key, value in row.items():
-            if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if isinstance(value, dict):
+                for name, item in value.items():
+                    if _is_number(item):
+                        self._writer.add_scalar(f"{group}_{key}/{name}", item, step)
+            elif key != "step" and _is_number(value):
                 self._writer.add_scalar(f"{group}/{key}", value, step)
 
     def summary(self, data: dict[str, Any]) -> None:

@@ -22,6 +22,8 @@ class TrainSettings:
     microbatches of at most ``device_microbatch_size`` (``auto``: the whole per-device batch, halved
     when it does not fit in GPU memory). ``precision`` ``auto`` is bf16 on a GPU; a CPU always runs fp32.
     Non-finite steps are skipped; ``max_bad_steps`` in a row end the run (checked on logging steps).
+    ``best_metric`` (``miou``, ``mdice``, ``iou/<class>``, ...) decides ``best.pt``; with
+    ``early_stop_patience`` the run ends after that many evaluations without a new best.
     """
 
     duration: Duration | str = "1ep"
@@ -39,6 +41,8 @@ class TrainSettings:
     keep_last: int = 2
     eval_at_start: bool = False
     max_bad_steps: int = 20
+    best_metric: str = "miou"
+    early_stop_patience: int | None = None
     progress: Literal["auto", "rich", "plain", "none"] = "auto"
     num_workers: int = 0
     pin_memory: bool = True
@@ -52,6 +56,8 @@ class TrainSettings:
         for name in ("global_batch_size", "log_interval", "keep_last", "max_bad_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name}: must be at least 1, got {getattr(self, name)}")
+        if self.early_stop_patience is not None and self.early_stop_patience < 1:
+            raise ConfigError(f"train.early_stop_patience: must be at least 1, got {self.early_stop_patience}")
         if self.device_microbatch_size != "auto" and int(self.device_microbatch_size) < 1:
             raise ConfigError(f"train.device_microbatch_size: must be positive or 'auto', got "
                               f"{self.device_microbatch_size}")

@@ -37,7 +37,7 @@ from segrecipes.engine.settings import TrainSettings
 from segrecipes.engine.skips import BufferGuard, SkipCounter
 from segrecipes.errors import ConfigError
 from segrecipes.evaluation.evaluate import evaluate
-from segrecipes.evaluation.metrics import SegMetrics
+from segrecipes.evaluation.metrics import SegMetrics, metric_key_error
 from segrecipes.evaluation.options import InferenceOptions
 from segrecipes.methods.base import Method, StepContext, StepResult, StepTools, arrange
 from segrecipes.optim.schedule import LRSchedule, set_lr
@@ -82,6 +82,9 @@ class Trainer:
         if val_data is not None and not self.class_names:
             raise ConfigError("Trainer: give class_names (the datasets have no class_names attribute to take them "
                               "from)")
+        metric_error = metric_key_error(settings.best_metric, self.class_names)
+        if metric_error is not None:
+            raise ConfigError(f"train.best_metric: {metric_error}")
         self.run_dir, self.config = (Path(run_dir) if run_dir is not None else None), config
         self.dist = dist or init_distributed(settings.device)
         self.device = self.dist.device
@@ -113,7 +116,7 @@ class Trainer:
         wrapped = self.ddp or self.model
         self.forward = torch.compile(wrapped) if settings.compile else wrapped
         self.buffers, self.skips = BufferGuard(self.model), SkipCounter(self.device)
-        self.record = RunRecord(self.run_dir, config, enabled=self.dist.is_main)
+        self.record = RunRecord(self.run_dir, config, enabled=self.dist.is_main, best_metric=settings.best_metric)
         self._probed = False
 
     def _prepare(self, model: nn.Module) -> nn.Module:
@@ -221,7 +224,8 @@ class Trainer:
                 metrics = self._loop(stop, bar)
                 if metrics is None and self.val_data is not None:  # resumed a finished run: evaluate it
                     metrics = self._evaluate(bar)
-                return self.record.summary(clock, metrics, int(self.skips.total.item()))
+                stopped_early = not clock.finished and self.record.stalled(settings.early_stop_patience)
+                return self.record.summary(clock, metrics, int(self.skips.total.item()), stopped_early)
             finally:
                 bar.close()
                 self.record.close()
@@ -232,7 +236,8 @@ class Trainer:
         last_log = (clock.samples, clock.train_s)
         metrics = None
         clock.restart_timer()
-        while not clock.finished:
+        patience = settings.early_stop_patience
+        while not clock.finished and not self.record.stalled(patience):
             self.sampler.set_epoch(clock.epoch)
             self.sampler.set_start_batch(clock.batch_in_epoch)
             for images, target in self.loader:
@@ -244,6 +249,10 @@ class Trainer:
                 if self.val_data is not None and (finished or clock.due(settings.eval_interval, last_eval_s)):
                     metrics = self._evaluate(bar)
                     last_eval_s = clock.elapsed_s
+                    if not finished and self.record.stalled(patience):
+                        finished = True
+                        bar.message(f"early stop at step {clock.step}: {patience} evaluations without a better "
+                                    f"{settings.best_metric} than {self.record.best:.2f}")
                 interrupted = stop.requested()
                 if finished or interrupted or clock.due(settings.checkpoint_interval, last_checkpoint_s):
                     self.save_checkpoint()
@@ -295,7 +304,9 @@ class Trainer:
     def _evaluate(self, bar: ProgressBar) -> SegMetrics:
         metrics = self.evaluate()
         self.record.log_evaluation(self.clock, metrics, self._best_state)
-        bar.message(f"step {self.clock.step}: val mIoU {metrics.miou:.2f}  pixel acc {metrics.pixel_acc:.2f}")
+        worst = ", ".join(f"{name} {iou:.1f}" for name, iou in metrics.worst(3))
+        bar.message(f"step {self.clock.step}: val mIoU {metrics.miou:.2f}  pixel acc {metrics.pixel_acc:.2f}"
+                    + (f"  worst IoU: {worst}" if worst else ""))
         return metrics
 
     def _best_state(self) -> dict[str, Any] | None:

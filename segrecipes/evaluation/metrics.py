@@ -23,6 +23,22 @@ class MetricInputError(ValueError):
 
 SUMMARY_METRICS = ("miou", "pixel_acc", "mean_acc", "mean_dice", "ade_score")
 PER_CLASS_METRICS = ("iou", "acc", "dice")
+METRIC_ALIASES = {"mdice": "mean_dice", "macc": "mean_acc", "acc": "pixel_acc", "aacc": "pixel_acc"}
+
+
+def metric_key_error(name: str, class_names: Sequence[str]) -> str | None:
+    """Why ``name`` is not a metric of these classes (None: it is one). Metrics are a summary name
+    (``miou``, ``mdice``, ...) or ``<iou|acc|dice>/<class name>``."""
+    kind, _, class_name = name.partition("/")
+    if not class_name:
+        if METRIC_ALIASES.get(name, name) in SUMMARY_METRICS:
+            return None
+        return f"unknown metric {name!r}: use one of {', '.join([*SUMMARY_METRICS, *METRIC_ALIASES])} or iou/<class>"
+    if kind not in PER_CLASS_METRICS:
+        return f"unknown metric {name!r}: a per-class metric is iou/<class>, acc/<class> or dice/<class>"
+    if class_names and class_name not in class_names:
+        return f"metric {name!r}: no class {class_name!r} (classes: {', '.join(class_names)})"
+    return None
 
 
 @dataclass(frozen=True)
@@ -38,6 +54,21 @@ class SegMetrics:
     acc: list[float]
     dice: list[float]
     class_names: tuple[str, ...]
+
+    def value(self, name: str) -> float:
+        """The metric ``name`` (see :func:`metric_key_error`), NaN where it is undefined."""
+        error = metric_key_error(name, self.class_names)
+        if error is not None:
+            raise MetricInputError(error)
+        kind, _, class_name = name.partition("/")
+        if class_name:
+            return getattr(self, kind)[self.class_names.index(class_name)]
+        return getattr(self, METRIC_ALIASES.get(name, name))
+
+    def worst(self, count: int = 3) -> list[tuple[str, float]]:
+        """The ``count`` classes of lowest IoU (classes never seen are left out), lowest first."""
+        scored = [(name, iou) for name, iou in zip(self.class_names, self.iou) if not math.isnan(iou)]
+        return sorted(scored, key=lambda item: item[1])[:count]
 
     def summary(self) -> dict[str, float | None]:
         """The dataset-level numbers, under the names every output uses (NaN becomes None)."""
