@@ -14,6 +14,7 @@ from segrecipes.data.errors import DataError
 from segrecipes.deploy.trained_model import load_trained_model
 from segrecipes.engine.distributed import init_distributed
 from segrecipes.engine.precision import amp_dtype_for
+from segrecipes.evaluation.confusion import write_confusion
 from segrecipes.evaluation.evaluate import evaluate
 from segrecipes.evaluation.metrics import format_table
 from segrecipes.run import inference_options, validation_data
@@ -32,6 +33,8 @@ def eval_command(
     batch_size: flags.BatchSize = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     json_out: Annotated[bool, typer.Option("--json", help="Print the full metrics as JSON.")] = False,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for confusion.csv and confusion.png (default: eval/ "
+                                                     "in the run folder, or beside the checkpoint file).")] = None,
 ) -> None:
     """Evaluate a checkpoint: mIoU, pixel accuracy, per-class IoU, ADE20k score."""
     update = flags.overrides("eval options", protocol=protocol, tta=tta, scales=scales, mode=mode,
@@ -51,8 +54,15 @@ def eval_command(
                        progress=not json_out and dist.is_main)
     if not dist.is_main:
         return
+    folder = out or (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "eval"
+    paths = write_confusion(metrics, folder)
     if json_out:
+        confusion = {"class_names": list(metrics.class_names), "counts": metrics.confusion.tolist(),
+                     "csv": str(paths["csv"]), "png": str(paths["png"])}
         print(json.dumps({"checkpoint": str(trained.source), "data": cfg.data.spec, "protocol": options.protocol,
-                          "tta": options.tta, "mode": options.mode, **metrics.to_dict()}, indent=2))
+                          "tta": options.tta, "mode": options.mode, **metrics.to_dict(),
+                          "confusion_matrix": confusion}, indent=2))
         return
-    Console().print(format_table(metrics))
+    console = Console()
+    console.print(format_table(metrics))
+    console.print(f"confusion matrix: {paths['csv']} and {paths['png']}")

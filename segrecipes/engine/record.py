@@ -11,6 +11,7 @@ from typing import Any
 from segrecipes.engine.checkpoint import BEST, atomic_save
 from segrecipes.engine.clock import Clock
 from segrecipes.engine.run_logger import RunLogger
+from segrecipes.evaluation.confusion import write_confusion
 from segrecipes.evaluation.metrics import SegMetrics
 
 
@@ -79,6 +80,8 @@ class RunRecord:
             "history": self.history,
         }
         self.logger.summary(summary)
+        if metrics is not None and metrics.confusion is not None and self.run_dir is not None:
+            write_confusion(metrics, self.run_dir)
         return summary
 
     def state_dict(self) -> dict[str, Any]:

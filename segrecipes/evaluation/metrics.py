@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -54,6 +54,8 @@ class SegMetrics:
     acc: list[float]
     dice: list[float]
     class_names: tuple[str, ...]
+    # counts[target, prediction] of every labelled pixel (int64, CPU), kept out of the per-row dicts
+    confusion: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
     def value(self, name: str) -> float:
         """The metric ``name`` (see :func:`metric_key_error`), NaN where it is undefined."""
@@ -164,6 +166,7 @@ class ConfusionMatrix:
             acc=acc.tolist(),
             dice=dice.tolist(),
             class_names=names,
+            confusion=self.matrix.cpu().clone(),
         )
 
 
