@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from segrecipes.evaluation.overlay import class_palette, render_overlay
+
 from .errors import DeployError
 from .export import EXPORT_FORMATS, MAX_ABS_TOLERANCE, ExportReport, default_export_path, export_model
 from .loading import load_model
 from .onnx_format import ONNX_OPSET, OnnxRuntimeModel
-from .overlay import class_palette, render_overlay
 from .predict import find_images, predict_files, predict_labels
 from .safetensors_format import load_exported_safetensors
 

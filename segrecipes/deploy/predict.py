@@ -22,9 +22,9 @@ from segrecipes.deploy.trained_model import TrainedModel
 from segrecipes.evaluation.evaluate import standard_size
 from segrecipes.evaluation.inference import predict_probs
 from segrecipes.evaluation.options import InferenceOptions
+from segrecipes.evaluation.overlay import render_overlay
 
 from .errors import DeployError
-from .overlay import render_overlay
 
 OVERLAY_SUFFIX = "_overlay"
 _UINT8_VALUES = 256

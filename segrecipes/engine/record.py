@@ -8,6 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+from torchvision.io import write_png
+
 from segrecipes.engine.checkpoint import BEST, atomic_save
 from segrecipes.engine.clock import Clock
 from segrecipes.engine.run_logger import RunLogger
@@ -58,6 +61,16 @@ class RunRecord:
         if self.run_dir is not None:
             atomic_save({**state, "metrics": metrics.to_dict(), "best_metric": self.best_metric},
                         self.run_dir / "checkpoints" / BEST)
+
+    def log_samples(self, clock: Clock, panels: dict[int, torch.Tensor]) -> None:
+        """Sample predictions (index -> uint8 panel) as ``samples/step-N/sample-<index>.png`` and in TensorBoard."""
+        if self.run_dir is None:
+            return
+        folder = self.run_dir / "samples" / f"step-{clock.step}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for index, panel in panels.items():
+            write_png(panel, str(folder / f"sample-{index}.png"))
+            self.logger.log_image(f"samples/{index}", panel, clock.step)
 
     def stalled(self, patience: int | None) -> bool:
         """Whether ``patience`` evaluations in a row did not improve the best metric."""

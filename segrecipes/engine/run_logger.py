@@ -66,6 +66,11 @@ class RunLogger:
             elif key != "step" and _is_number(value):
                 self._writer.add_scalar(f"{group}/{key}", value, step)
 
+    def log_image(self, tag: str, image: Any, step: int) -> None:
+        """A uint8 (3, H, W) image to TensorBoard."""
+        if self.enabled:
+            self._writer.add_image(tag, image, step)
+
     def summary(self, data: dict[str, Any]) -> None:
         if self.enabled:
             write_json(self.run_dir / "summary.json", data)

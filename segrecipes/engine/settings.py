@@ -23,7 +23,8 @@ class TrainSettings:
     when it does not fit in GPU memory). ``precision`` ``auto`` is bf16 on a GPU; a CPU always runs fp32.
     Non-finite steps are skipped; ``max_bad_steps`` in a row end the run (checked on logging steps).
     ``best_metric`` (``miou``, ``mdice``, ``iou/<class>``, ...) decides ``best.pt``; with
-    ``early_stop_patience`` the run ends after that many evaluations without a new best.
+    ``early_stop_patience`` the run ends after that many evaluations without a new best. ``log_images``
+    validation images (chosen once from the seed) are rendered at each evaluation into the run folder.
     """
 
     duration: Duration | str = "1ep"
@@ -41,6 +42,7 @@ class TrainSettings:
     keep_last: int = 2
     eval_at_start: bool = False
     max_bad_steps: int = 20
+    log_images: int = 8
     best_metric: str = "miou"
     early_stop_patience: int | None = None
     progress: Literal["auto", "rich", "plain", "none"] = "auto"

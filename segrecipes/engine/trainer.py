@@ -39,6 +39,7 @@ from segrecipes.errors import ConfigError
 from segrecipes.evaluation.evaluate import evaluate
 from segrecipes.evaluation.metrics import SegMetrics, metric_key_error
 from segrecipes.evaluation.options import InferenceOptions
+from segrecipes.evaluation.samples import choose_samples, render_samples
 from segrecipes.methods.base import Method, StepContext, StepResult, StepTools, arrange
 from segrecipes.optim.schedule import LRSchedule, set_lr
 from segrecipes.optim.step import optimizer_step
@@ -117,6 +118,7 @@ class Trainer:
         self.forward = torch.compile(wrapped) if settings.compile else wrapped
         self.buffers, self.skips = BufferGuard(self.model), SkipCounter(self.device)
         self.record = RunRecord(self.run_dir, config, enabled=self.dist.is_main, best_metric=settings.best_metric)
+        self.samples = choose_samples(len(val_data), settings.log_images, settings.seed) if val_data is not None else []
         self._probed = False
 
     def _prepare(self, model: nn.Module) -> nn.Module:
@@ -304,6 +306,10 @@ class Trainer:
     def _evaluate(self, bar: ProgressBar) -> SegMetrics:
         metrics = self.evaluate()
         self.record.log_evaluation(self.clock, metrics, self._best_state)
+        if self.samples and self.dist.is_main and self.run_dir is not None:
+            self.record.log_samples(self.clock, render_samples(
+                self.eval_model(), self.val_data, self.samples, self.inference, self.class_names,
+                ignore_index=self.ignore_index, device=self.device, amp_dtype=self.amp_dtype))
         worst = ", ".join(f"{name} {iou:.1f}" for name, iou in metrics.worst(3))
         bar.message(f"step {self.clock.step}: val mIoU {metrics.miou:.2f}  pixel acc {metrics.pixel_acc:.2f}"
                     + (f"  worst IoU: {worst}" if worst else ""))

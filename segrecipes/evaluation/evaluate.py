@@ -126,23 +126,13 @@ def evaluate(
         pin_memory=device.type == "cuda",
     )
     confusion = ConfusionMatrix(num_classes, ignore_index=ignore_index, device=device)
-    predict = functools.partial(predict_probs, model, options=options, num_classes=num_classes, amp_dtype=amp_dtype)
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
             for samples in track(loader, description="evaluating", disable=not progress or rank != 0):
-                if options.protocol == "reference":
-                    batches = _reference_batches(samples, options.size, device)
-                else:
-                    batches = _same_size_batches(samples, device)
-                for images, masks in batches:
-                    height, width = masks.shape[-2:]
-                    base_size = (
-                        (height, width) if options.protocol == "reference"
-                        else standard_size(height, width, options.size, options.max_long_side)
-                    )
-                    predictions = predict(normalize(images), (height, width), base_size=base_size).argmax(dim=1)
+                for images, masks, predictions in scored_batches(model, samples, options, device, num_classes,
+                                                                 amp_dtype):
                     confusion.update(predictions, masks)
                     if on_scored is not None:
                         for prediction, mask in zip(predictions, masks):
@@ -151,3 +141,23 @@ def evaluate(
         model.train(was_training)
     confusion.all_reduce()
     return confusion.compute(class_names or None)
+
+
+def scored_batches(
+    model: nn.Module, samples: list[Sample], options: InferenceOptions, device: torch.device, num_classes: int,
+    amp_dtype: torch.dtype | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """``(images, masks, predictions)`` of raw ``samples`` as the protocol scores them: uint8 images and
+    masks at the scored resolution and the (B, H, W) predicted classes. The model must be in eval mode."""
+    predict = functools.partial(predict_probs, model, options=options, num_classes=num_classes, amp_dtype=amp_dtype)
+    if options.protocol == "reference":
+        batches = _reference_batches(samples, options.size, device)
+    else:
+        batches = _same_size_batches(samples, device)
+    for images, masks in batches:
+        height, width = masks.shape[-2:]
+        base_size = (
+            (height, width) if options.protocol == "reference"
+            else standard_size(height, width, options.size, options.max_long_side)
+        )
+        yield images, masks, predict(normalize(images), (height, width), base_size=base_size).argmax(dim=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from segrecipes.deploy import class_palette, render_overlay
-from segrecipes.deploy.overlay import blend
+from segrecipes.evaluation.overlay import blend
 
 
 def test_deploy_palette_is_the_voc_colour_map_shifted_by_one() -> None:
