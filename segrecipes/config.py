@@ -139,6 +139,7 @@ class TrainConfig(Section):
     keep_last: int = Field(2, ge=1)
     eval_at_start: bool = False
     max_bad_steps: int = Field(20, ge=1)  # consecutive non-finite steps before the run stops
+    loggers: list[Literal["tensorboard", "wandb", "mlflow"]] = ["tensorboard"]  # besides metrics.jsonl
     log_images: int = Field(8, ge=0)  # validation images rendered at each evaluation (samples/step-N/, TensorBoard)
     best_metric: str = "miou"  # what decides best.pt: miou, mdice, macc, pixel_acc, ... or iou/<class>
     early_stop_patience: int | None = Field(None, ge=1)  # evaluations without a new best before the run ends

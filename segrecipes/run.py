@@ -46,12 +46,12 @@ def build_trainer(
     """A trainer for ``config`` writing to ``run_dir`` (None: nothing written), continuing the
     checkpoint ``resume`` when given; ``extra_methods`` (your own) run beside the config's. Bad data
     is refused here, before the first step."""
+    settings = train_settings(config)  # refuses a logger whose package is missing, before any work
     dist = dist or init_distributed(config.train.device)
     torch.manual_seed(config.train.seed)  # the model's initial weights do not depend on the rank
     train_raw, val_raw, class_names, ignore_index = _checked_datasets(config, dist)
     model = build_network(config, len(class_names))
     optimizer = build_optimizer(config.optimizer, model)
-    settings = train_settings(config)
     train_data = training_data(config, train_raw)
     clock = run_clock(config, len(train_data))
     trainer = Trainer(

@@ -25,9 +25,9 @@ class RunRecord:
     (the metrics are all-reduced, so all agree), which is what :meth:`stalled` counts on."""
 
     def __init__(self, run_dir: Path | None, config: dict[str, Any] | None, enabled: bool,
-                 best_metric: str = "miou") -> None:
+                 best_metric: str = "miou", loggers: tuple[str, ...] | list[str] = ("tensorboard",)) -> None:
         self.run_dir = run_dir if enabled else None
-        self.logger = RunLogger(run_dir, config, enabled)
+        self.logger = RunLogger(run_dir, config, enabled, loggers)
         self.history: list[dict[str, Any]] = []
         self.best_metric = best_metric
         self.best = -math.inf
@@ -92,7 +92,8 @@ class RunRecord:
             "stopped_early": stopped_early,
             "history": self.history,
         }
-        self.logger.summary(summary)
+        best = self.run_dir / "checkpoints" / BEST if self.run_dir is not None else None
+        self.logger.summary(summary, best if best is not None and best.exists() else None)
         if metrics is not None and metrics.confusion is not None and self.run_dir is not None:
             write_confusion(metrics, self.run_dir)
         return summary

@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from segrecipes.engine.trackers import Tracker, open_trackers
+
 
 def json_safe(value: Any) -> Any:
     """``value`` with non-finite floats as None, so it is valid JSON."""
@@ -34,48 +36,55 @@ def _is_number(value: Any) -> bool:
 
 
 class RunLogger:
-    """Appends rows to ``metrics.jsonl`` and TensorBoard under ``run_dir``; does nothing when disabled
-    (off rank 0, or without a run folder). ``config`` is written to ``config.yaml``."""
+    """Appends rows to ``metrics.jsonl`` and sends their numbers to the ``trackers`` (TensorBoard, W&B,
+    MLflow) under ``run_dir``; does nothing when disabled (off rank 0, or without a run folder).
+    ``config`` is written to ``config.yaml`` and given to the trackers."""
 
-    def __init__(self, run_dir: Path | None, config: dict[str, Any] | None = None, enabled: bool = True) -> None:
+    def __init__(self, run_dir: Path | None, config: dict[str, Any] | None = None, enabled: bool = True,
+                 trackers: tuple[str, ...] | list[str] = ("tensorboard",)) -> None:
         self.run_dir = run_dir
         self.enabled = enabled and run_dir is not None
-        self._writer = None
+        self._trackers: list[Tracker] = []
         if not self.enabled:
             return
         run_dir.mkdir(parents=True, exist_ok=True)
         if config is not None:
             (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        from torch.utils.tensorboard import SummaryWriter  # imported lazily: tensorboard is slow to import
-
-        self._writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        self._trackers = open_trackers(trackers, run_dir, config)
 
     def log(self, row: dict[str, Any], group: str) -> None:
-        """One row; its numbers also go to TensorBoard as ``group/key`` at the row's step, and a
+        """One row; its numbers also go to the trackers as ``group/key`` at the row's step, and a
         per-class mapping (``iou: {class: value}``) as ``group_key/class``: one chart section per metric."""
         if not self.enabled:
             return
         with open(self.run_dir / "metrics.jsonl", "a") as handle:
             handle.write(json.dumps(json_safe(row)) + "\n")
-        step = int(row.get("step", 0))
+        values = {}
         for key, value in row.items():
             if isinstance(value, dict):
-                for name, item in value.items():
-                    if _is_number(item):
-                        self._writer.add_scalar(f"{group}_{key}/{name}", item, step)
+                values.update({f"{group}_{key}/{name}": item for name, item in value.items() if _is_number(item)})
             elif key != "step" and _is_number(value):
-                self._writer.add_scalar(f"{group}/{key}", value, step)
+                values[f"{group}/{key}"] = value
+        for tracker in self._trackers:
+            tracker.log_scalars(values, int(row.get("step", 0)))
 
     def log_image(self, tag: str, image: Any, step: int) -> None:
-        """A uint8 (3, H, W) image to TensorBoard."""
-        if self.enabled:
-            self._writer.add_image(tag, image, step)
+        """A uint8 (3, H, W) image to the trackers."""
+        for tracker in self._trackers:
+            tracker.log_image(tag, image, step)
 
-    def summary(self, data: dict[str, Any]) -> None:
-        if self.enabled:
-            write_json(self.run_dir / "summary.json", data)
+    def summary(self, data: dict[str, Any], best_checkpoint: Path | None = None) -> None:
+        """``summary.json``, and the final numbers (and the best checkpoint's path) to the trackers."""
+        if not self.enabled:
+            return
+        write_json(self.run_dir / "summary.json", data)
+        final = {key: float(value) for key, value in data.items() if _is_number(value)}
+        if best_checkpoint is not None:
+            final["best_checkpoint"] = str(best_checkpoint)
+        for tracker in self._trackers:
+            tracker.log_summary(final)
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        for tracker in self._trackers:
+            tracker.close()
+        self._trackers = []

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from segrecipes.duration import Duration
+from segrecipes.engine.trackers import check_trackers
 from segrecipes.errors import ConfigError
 
 
@@ -25,6 +26,7 @@ class TrainSettings:
     ``best_metric`` (``miou``, ``mdice``, ``iou/<class>``, ...) decides ``best.pt``; with
     ``early_stop_patience`` the run ends after that many evaluations without a new best. ``log_images``
     validation images (chosen once from the seed) are rendered at each evaluation into the run folder.
+    ``loggers`` (``tensorboard``, ``wandb``, ``mlflow``) receive what ``metrics.jsonl`` holds, on rank 0.
     """
 
     duration: Duration | str = "1ep"
@@ -42,6 +44,7 @@ class TrainSettings:
     keep_last: int = 2
     eval_at_start: bool = False
     max_bad_steps: int = 20
+    loggers: tuple[str, ...] | list[str] = ("tensorboard",)
     log_images: int = 8
     best_metric: str = "miou"
     early_stop_patience: int | None = None
@@ -58,6 +61,7 @@ class TrainSettings:
         for name in ("global_batch_size", "log_interval", "keep_last", "max_bad_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name}: must be at least 1, got {getattr(self, name)}")
+        check_trackers(self.loggers)
         if self.early_stop_patience is not None and self.early_stop_patience < 1:
             raise ConfigError(f"train.early_stop_patience: must be at least 1, got {self.early_stop_patience}")
         if self.device_microbatch_size != "auto" and int(self.device_microbatch_size) < 1:

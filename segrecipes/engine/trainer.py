@@ -117,7 +117,8 @@ class Trainer:
         wrapped = self.ddp or self.model
         self.forward = torch.compile(wrapped) if settings.compile else wrapped
         self.buffers, self.skips = BufferGuard(self.model), SkipCounter(self.device)
-        self.record = RunRecord(self.run_dir, config, enabled=self.dist.is_main, best_metric=settings.best_metric)
+        self.record = RunRecord(self.run_dir, config, enabled=self.dist.is_main, best_metric=settings.best_metric,
+                                loggers=settings.loggers)
         self.samples = choose_samples(len(val_data), settings.log_images, settings.seed) if val_data is not None else []
         self._probed = False
 
