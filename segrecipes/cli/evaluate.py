@@ -51,7 +51,7 @@ def eval_command(
     options = inference_options(cfg)
     metrics = evaluate(trained.model, val, options, class_names=val.class_names, ignore_index=val.ignore_index,
                        device=dist.device, amp_dtype=amp_dtype_for(cfg.train.precision, dist.device),
-                       progress=not json_out and dist.is_main)
+                       progress=not json_out and dist.is_main and Console().is_terminal)  # quiet in logs
     if not dist.is_main:
         return
     folder = out or (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "eval"

@@ -39,6 +39,6 @@ def predict_command(
     cfg = flags.apply(trained.config, update, "predict options")
     predict_files(trained, images, out, inference_options(cfg), device=target,
                   amp_dtype=amp_dtype_for(cfg.train.precision, target), ade20k_submission=ade20k_submission,
-                  overlay=overlay, progress=True)
+                  overlay=overlay, progress=Console().is_terminal)  # a bar on a terminal, quiet in logs
     outputs = "label maps and overlays" if overlay else "label maps"
     Console().print(f"wrote {outputs} of {len(images)} images to {out}")

@@ -75,6 +75,17 @@ class Clock:
         return min(done, 1.0)
 
     @property
+    def remaining_s(self) -> float | None:
+        """Wall seconds left: the budget's rest, or the steps left at the wall time per step so far,
+        evaluations and checkpoints included (None before the first step)."""
+        total = self.total_steps
+        if total is None:
+            return max(0.0, self.duration.value - self.elapsed_s)
+        if self.step == 0:
+            return None
+        return max(0, total - self.step) * self.elapsed_s / self.step
+
+    @property
     def finished(self) -> bool:
         return self.fraction >= 1.0
 

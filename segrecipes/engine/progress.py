@@ -6,9 +6,16 @@ import sys
 from typing import Literal
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 ProgressMode = Literal["auto", "rich", "plain", "none"]
+
+
+def format_seconds(seconds: float) -> str:
+    """``3725`` -> ``1:02:05``; ``65`` -> ``1:05``."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 class ProgressBar:
@@ -26,17 +33,20 @@ class ProgressBar:
                 TextColumn("{task.completed:.0f}/{task.total:.0f} " + unit),
                 TextColumn("{task.fields[status]}"),
                 TimeElapsedColumn(),
-                TimeRemainingColumn(),
+                TextColumn("{task.fields[eta]}"),
                 console=self.console,
             )
-            self._task = self._bar.add_task("train", total=total, status="")
+            self._task = self._bar.add_task("train", total=total, status="", eta="")
             self._bar.start()
 
-    def update(self, done: float, status: str) -> None:
+    def update(self, done: float, status: str, remaining_s: float | None = None) -> None:
+        """Progress ``done`` with a status line; ``remaining_s`` is the run's own estimate (it counts
+        evaluations and checkpoints, which a bar's speed estimate does not see)."""
+        eta = "" if remaining_s is None else f"ETA {format_seconds(remaining_s)}"
         if self._bar is not None:
-            self._bar.update(self._task, completed=done, status=status)
+            self._bar.update(self._task, completed=done, status=status, eta=eta)
         elif self.mode == "plain":
-            print(f"[{done:.0f} {self.unit}] {status}", flush=True)
+            print(f"[{done:.0f} {self.unit}] {status}" + (f" {eta}" if eta else ""), flush=True)
 
     def message(self, text: str) -> None:
         if self.mode != "none":

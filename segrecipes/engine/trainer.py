@@ -276,7 +276,7 @@ class Trainer:
                "images_per_s": samples / max(seconds, 1e-9), "skipped_steps": skipped}
         self.record.log_step(clock, row)
         bar.update(clock.step if clock.total_steps else clock.elapsed_s,
-                   f"loss {row['loss']:.4f} lr {row['lr']:.2e} {row['images_per_s']:.1f} img/s")
+                   f"loss {row['loss']:.4f} lr {row['lr']:.2e} {row['images_per_s']:.1f} img/s", clock.remaining_s)
 
     def _fit_microbatch(self) -> None:
         """With ``device_microbatch_size: auto`` on a GPU, find once what fits (see microbatch.py)."""

@@ -62,3 +62,10 @@ def test_training_and_eval_write_confusion_matrices_that_sum_to_the_labelled_pix
     assert matrix["class_names"] == list(val.class_names)
     assert sum(map(sum, matrix["counts"])) == labelled  # the standard protocol scores the original masks
     assert _read_csv(run_dir / "eval" / "confusion.csv") == (matrix["class_names"], matrix["counts"])
+
+    # on a log (not a terminal) eval prints its table and where the files went, and no progress bar
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--checkpoint", str(run_dir), "--out", str(tmp_path / "elsewhere")])
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr().out
+    assert "evaluating" not in printed and f"{tmp_path / 'elsewhere' / 'confusion.csv'}" in printed.replace("\n", "")
