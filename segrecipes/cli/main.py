@@ -16,6 +16,7 @@ from segrecipes.cli.evaluate import eval_command
 from segrecipes.cli.export import export_command
 from segrecipes.cli.predict import predict_command
 from segrecipes.cli.recipes import recipes_app
+from segrecipes.cli.report import report_command
 from segrecipes.cli.train import train_command
 from segrecipes.engine.interrupt import RunInterrupted, TrainingDiverged
 
@@ -30,6 +31,7 @@ app.command("train")(train_command)
 app.command("eval")(eval_command)
 app.command("predict")(predict_command)
 app.command("export")(export_command)
+app.command("report")(report_command)
 app.add_typer(recipes_app, name="recipes")
 app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")

@@ -13,6 +13,7 @@ from torchvision.io import write_png
 
 from segrecipes.engine.checkpoint import BEST, atomic_save
 from segrecipes.engine.clock import Clock
+from segrecipes.engine.report import write_report
 from segrecipes.engine.run_logger import RunLogger
 from segrecipes.evaluation.confusion import write_confusion
 from segrecipes.evaluation.metrics import SegMetrics
@@ -77,8 +78,9 @@ class RunRecord:
         return patience is not None and self.since_best >= patience
 
     def summary(self, clock: Clock, metrics: SegMetrics | None, skipped_steps: int,
-                stopped_early: bool = False) -> dict[str, Any]:
-        """The final scores and the run's figures; written to ``summary.json``."""
+                stopped_early: bool = False, environment: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The final scores and the run's figures; written to ``summary.json``, with the confusion
+        matrix of the last evaluation and ``report.html``."""
         mious = [row["miou"] for row in self.history if row.get("miou") is not None]
         summary = {
             **(metrics.to_dict() if metrics is not None else {}),
@@ -90,12 +92,15 @@ class RunRecord:
             "train_images_per_s": clock.samples / max(clock.train_s, 1e-9),
             "skipped_steps": skipped_steps,
             "stopped_early": stopped_early,
+            "environment": environment or {},
             "history": self.history,
         }
         best = self.run_dir / "checkpoints" / BEST if self.run_dir is not None else None
         self.logger.summary(summary, best if best is not None and best.exists() else None)
-        if metrics is not None and metrics.confusion is not None and self.run_dir is not None:
-            write_confusion(metrics, self.run_dir)
+        if self.run_dir is not None:
+            if metrics is not None and metrics.confusion is not None:
+                write_confusion(metrics, self.run_dir)
+            write_report(self.run_dir)
         return summary
 
     def state_dict(self) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from segrecipes.engine.microbatch import MIN_MICROBATCH, probe_microbatch
 from segrecipes.engine.precision import amp_dtype_for, grad_scaler_for
 from segrecipes.engine.progress import ProgressBar
 from segrecipes.engine.record import RunRecord
+from segrecipes.engine.report import environment_info
 from segrecipes.engine.settings import TrainSettings
 from segrecipes.engine.skips import BufferGuard, SkipCounter
 from segrecipes.errors import ConfigError
@@ -228,7 +229,8 @@ class Trainer:
                 if metrics is None and self.val_data is not None:  # resumed a finished run: evaluate it
                     metrics = self._evaluate(bar)
                 stopped_early = not clock.finished and self.record.stalled(settings.early_stop_patience)
-                return self.record.summary(clock, metrics, int(self.skips.total.item()), stopped_early)
+                return self.record.summary(clock, metrics, int(self.skips.total.item()), stopped_early,
+                                           environment_info(self.device, self.dist.world_size))
             finally:
                 bar.close()
                 self.record.close()
