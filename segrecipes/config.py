@@ -430,13 +430,16 @@ def load_config(
 
 
 def transferred(config: RunConfig, user: dict[str, Any]) -> RunConfig:
-    """``config`` with the constants not in ``user`` carried over to its batch size and time unit."""
+    """``config`` with the constants not in ``user`` carried over to its batch size and time unit, and
+    the EMA warmup on (beyond the reference: the literal presets keep it off)."""
     section = config.recipe
     if section.transfer != "scaled":
         return config
     given = {(name, key) for name, values in user.items() if isinstance(values, dict) for key in values}
     timed = config.train.duration.unit == "s"
     update: dict[str, dict[str, Any]] = {}
+    if config.ema.enabled and ("ema", "warmup") not in given:
+        update["ema"] = {"warmup": True}  # the CamVid study: the warmup helped a carried-over mild in every seed
     if ("optimizer", "lr") not in given:
         factor = lr_factor(section.lr_scaling, config.train.global_batch_size, section.reference_batch_size)
         update["optimizer"] = {"lr": config.optimizer.lr * factor}

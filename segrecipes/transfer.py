@@ -13,6 +13,7 @@ batch 128, the preset's epochs) and names that reference run. Two rules carry th
   gets ``ep`` instead of ``dur``: methods count steps, and a share of a time budget is not a count
   of steps until the run is over.
 
+Carried-over runs also average with the EMA warmup (``ema.warmup``), which the reference did not have.
 Only constants that come from the preset (or the defaults) are carried over; a value the user
 writes is taken as written.
 """

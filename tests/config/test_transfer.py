@@ -193,3 +193,10 @@ def test_a_config_file_naming_its_recipe_the_old_way_keeps_the_presets_transfer(
     config = load_config("mild", config_file=path)
     assert config.recipe.transfer == "scaled" and config.recipe.reference_batch_size == 128
     assert config.optimizer.lr == pytest.approx(0.005)
+
+
+def test_carried_over_runs_use_the_ema_warmup_and_literal_ones_do_not() -> None:
+    assert load_config("mild").ema.warmup is True
+    assert load_config("mild", overrides=["recipe.transfer=none"]).ema.warmup is False
+    assert load_config("mild", overrides=["ema.warmup=false"]).ema.warmup is False
+    assert load_config("baseline").ema.warmup is False  # no EMA, nothing switched on
