@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -55,14 +56,18 @@ def eval_command(
     if not dist.is_main:
         return
     folder = out or (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "eval"
-    paths = write_confusion(metrics, folder)
+    try:
+        paths: dict[str, str | None] = {name: str(path) for name, path in write_confusion(metrics, folder).items()}
+    except OSError as error:  # the scores are what was asked for: print them anyway
+        warnings.warn(f"--out {folder}: the confusion matrix could not be written: {error}", stacklevel=1)
+        paths = {"csv": None, "png": None}
     if json_out:
-        confusion = {"class_names": list(metrics.class_names), "counts": metrics.confusion.tolist(),
-                     "csv": str(paths["csv"]), "png": str(paths["png"])}
+        confusion = {"class_names": list(metrics.class_names), "counts": metrics.confusion.tolist(), **paths}
         print(json.dumps({"checkpoint": str(trained.source), "data": cfg.data.spec, "protocol": options.protocol,
                           "tta": options.tta, "mode": options.mode, **metrics.to_dict(),
                           "confusion_matrix": confusion}, indent=2))
         return
     console = Console()
     console.print(format_table(metrics))
-    console.print(f"confusion matrix: {paths['csv']} and {paths['png']}")
+    if paths["csv"]:
+        console.print(f"confusion matrix: {paths['csv']} and {paths['png']}")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -54,14 +55,13 @@ class RunRecord:
         if not value > self.best:  # NaN never improves
             self.since_best += 1
             return
-        state = best_state()
-        if state is None:
-            self.since_best += 1
-            return
+        # decided from the (all-reduced) metric alone, so every rank agrees on stopping
         self.best, self.since_best = value, 0
         if self.run_dir is not None:
-            atomic_save({**state, "metrics": metrics.to_dict(), "best_metric": self.best_metric},
-                        self.run_dir / "checkpoints" / BEST)
+            state = best_state()  # None: weights not finite, not worth keeping
+            if state is not None:
+                atomic_save({**state, "metrics": metrics.to_dict(), "best_metric": self.best_metric},
+                            self.run_dir / "checkpoints" / BEST)
 
     def log_samples(self, clock: Clock, panels: dict[int, torch.Tensor]) -> None:
         """Sample predictions (index -> uint8 panel) as ``samples/step-N/sample-<index>.png`` and in TensorBoard."""
@@ -98,9 +98,13 @@ class RunRecord:
         best = self.run_dir / "checkpoints" / BEST if self.run_dir is not None else None
         self.logger.summary(summary, best if best is not None and best.exists() else None)
         if self.run_dir is not None:
-            if metrics is not None and metrics.confusion is not None:
-                write_confusion(metrics, self.run_dir)
-            write_report(self.run_dir)
+            try:  # the run is done and saved: a failing figure must not fail it
+                if metrics is not None and metrics.confusion is not None:
+                    write_confusion(metrics, self.run_dir)
+                write_report(self.run_dir)
+            except (OSError, ValueError, RuntimeError) as error:
+                warnings.warn(f"{self.run_dir}: the confusion matrix or report.html could not be written: {error}",
+                              stacklevel=2)
         return summary
 
     def state_dict(self) -> dict[str, Any]:
@@ -114,5 +118,5 @@ class RunRecord:
             self.best, self.since_best = best["value"], best["since"]
         # else the metric changed on resume: the next evaluation is the first best by the new one
 
-    def close(self) -> None:
-        self.logger.close()
+    def close(self, failed: bool = False) -> None:
+        self.logger.close(failed)

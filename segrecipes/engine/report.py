@@ -141,9 +141,11 @@ def build_report(run_dir: Path) -> str:
     if (run_dir / "confusion.png").exists():
         parts.append("<h2>Confusion matrix</h2>" + _img_tag((run_dir / "confusion.png").read_bytes(), "confusion")
                      + "<p class=muted>counts: confusion.csv</p>")
-    steps = sorted((run_dir / "samples").glob("step-*"), key=lambda path: int(path.name.split("-")[1]))
+    steps = sorted((path for path in (run_dir / "samples").glob("step-*") if path.name[5:].isdigit()),
+                   key=lambda path: int(path.name[5:]))
     if steps:
-        images = "".join(_img_tag(path.read_bytes(), path.stem) for path in sorted(steps[-1].glob("*.png")))
+        pictures = sorted(steps[-1].glob("sample-*.png"), key=lambda path: (len(path.stem), path.stem))
+        images = "".join(_img_tag(path.read_bytes(), path.stem) for path in pictures)
         parts.append(f"<h2>Sample predictions ({steps[-1].name}: image · ground truth · prediction)</h2>"
                      f"<div class=samples>{images}</div>")
     train_s, elapsed = summary.get("train_s"), summary.get("elapsed_s")

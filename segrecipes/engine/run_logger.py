@@ -84,7 +84,8 @@ class RunLogger:
         for tracker in self._trackers:
             tracker.log_summary(final)
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
+        """End the trackers' runs (``failed``: as failed, for the trackers that keep a status)."""
         for tracker in self._trackers:
-            tracker.close()
+            tracker.close(failed)
         self._trackers = []

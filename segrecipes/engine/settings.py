@@ -62,6 +62,8 @@ class TrainSettings:
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name}: must be at least 1, got {getattr(self, name)}")
         check_trackers(self.loggers)
+        if self.log_images < 0:
+            raise ConfigError(f"train.log_images: must be 0 or more, got {self.log_images}")
         if self.early_stop_patience is not None and self.early_stop_patience < 1:
             raise ConfigError(f"train.early_stop_patience: must be at least 1, got {self.early_stop_patience}")
         if self.device_microbatch_size != "auto" and int(self.device_microbatch_size) < 1:

@@ -9,6 +9,7 @@ Each tracker takes its settings from its library's usual environment: ``WANDB_PR
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import re
@@ -27,7 +28,7 @@ class Tracker(Protocol):
     def log_scalars(self, values: dict[str, float], step: int) -> None: ...
     def log_image(self, tag: str, image: torch.Tensor, step: int) -> None: ...
     def log_summary(self, summary: dict[str, float | str]) -> None: ...
-    def close(self) -> None: ...
+    def close(self, failed: bool = False) -> None: ...
 
 
 def check_trackers(names: list[str] | tuple[str, ...]) -> None:
@@ -36,7 +37,8 @@ def check_trackers(names: list[str] | tuple[str, ...]) -> None:
         if name not in TRACKERS:
             raise ConfigError(f"train.loggers: unknown logger {name!r} (use {', '.join(TRACKERS)})")
         if importlib.util.find_spec(_PACKAGES[name]) is None:
-            raise ConfigError(f"train.loggers: {name} is not installed: pip install 'segrecipes[{name}]'")
+            hint = f"pip install 'segrecipes[{name}]'" if name != "tensorboard" else "pip install tensorboard"
+            raise ConfigError(f"train.loggers: {name} is not installed: {hint}")
 
 
 def open_trackers(names: list[str] | tuple[str, ...], run_dir: Path, config: dict[str, Any] | None) -> list[Tracker]:
@@ -72,7 +74,7 @@ class TensorBoardTracker:
     def log_summary(self, summary: dict[str, float | str]) -> None:
         self.writer.add_text("summary", "\n".join(f"{key}: {value}  " for key, value in summary.items()))
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         self.writer.close()
 
 
@@ -93,17 +95,18 @@ class WandbTracker:
     def log_summary(self, summary: dict[str, float | str]) -> None:
         self.run.summary.update(summary)
 
-    def close(self) -> None:
-        self.run.finish()
+    def close(self, failed: bool = False) -> None:
+        self.run.finish(exit_code=1 if failed else 0)
 
 
 class MLflowTracker:
-    _UNSAFE = re.compile(r"[^\w\-. /]")  # what MLflow refuses in metric and artifact names
+    _UNSAFE = re.compile(r"[^\w\-. ]")  # what MLflow refuses in a metric name's path component
 
     def __init__(self, run_dir: Path, config: dict[str, Any] | None) -> None:
         import mlflow
 
         self.mlflow = mlflow
+        self._names: dict[str, str] = {}
         mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", "segrecipes"))
         self.run = mlflow.start_run(run_name=run_dir.name)
         params = flat_params(config)
@@ -111,7 +114,17 @@ class MLflowTracker:
             mlflow.log_params(dict(list(params.items())[start:start + 100]))
 
     def _name(self, key: str) -> str:
-        return self._UNSAFE.sub("_", key)
+        """``key`` as MLflow takes it: clean path components (no empty, '.' or '..'), at most 250
+        characters; two keys that clean alike stay apart (a short hash)."""
+        if key in self._names:
+            return self._names[key]
+        parts = [self._UNSAFE.sub("_", part).strip() or "_" for part in key.split("/")]
+        name = "/".join("_" if set(part) <= {"."} else part for part in parts)
+        if len(name) > 250 or name in self._names.values():
+            digest = hashlib.sha1(key.encode()).hexdigest()[:8]
+            name = f"{name[:240]}-{digest}"
+        self._names[key] = name
+        return name
 
     def log_scalars(self, values: dict[str, float], step: int) -> None:
         self.mlflow.log_metrics({self._name(key): value for key, value in values.items()}, step=step)
@@ -124,5 +137,5 @@ class MLflowTracker:
         self.mlflow.log_metrics(numbers)
         self.mlflow.set_tags({key: value for key, value in summary.items() if isinstance(value, str)})
 
-    def close(self) -> None:
-        self.mlflow.end_run()
+    def close(self, failed: bool = False) -> None:
+        self.mlflow.end_run(status="FAILED" if failed else "FINISHED")

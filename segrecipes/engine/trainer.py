@@ -11,6 +11,7 @@ back from the device (see the engine's package docstring for the synchronization
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -225,12 +226,19 @@ class Trainer:
                 if settings.eval_at_start and clock.step == 0 and self.val_data is not None:
                     self._evaluate(bar)
                 self._fit_microbatch()
+                was_stopped = self.record.stalled(settings.early_stop_patience)
                 metrics = self._loop(stop, bar)
-                if metrics is None and self.val_data is not None:  # resumed a finished run: evaluate it
-                    metrics = self._evaluate(bar)
+                if metrics is None and self.val_data is not None:  # resumed a finished run: score it, log nothing
+                    metrics = self.evaluate()
+                    if was_stopped:
+                        bar.message(f"this run stopped early at step {clock.step}; raise train.early_stop_patience "
+                                    "to train it further")
                 stopped_early = not clock.finished and self.record.stalled(settings.early_stop_patience)
                 return self.record.summary(clock, metrics, int(self.skips.total.item()), stopped_early,
                                            environment_info(self.device, self.dist.world_size))
+            except BaseException:
+                self.record.close(failed=True)
+                raise
             finally:
                 bar.close()
                 self.record.close()
@@ -256,8 +264,10 @@ class Trainer:
                     last_eval_s = clock.elapsed_s
                     if not finished and self.record.stalled(patience):
                         finished = True
+                        best = (f"than {self.record.best:.2f}" if math.isfinite(self.record.best) else
+                                "(it was never defined: is the class absent from the validation data?)")
                         bar.message(f"early stop at step {clock.step}: {patience} evaluations without a better "
-                                    f"{settings.best_metric} than {self.record.best:.2f}")
+                                    f"{settings.best_metric} {best}")
                 interrupted = stop.requested()
                 if finished or interrupted or clock.due(settings.checkpoint_interval, last_checkpoint_s):
                     self.save_checkpoint()

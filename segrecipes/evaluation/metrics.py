@@ -23,7 +23,7 @@ class MetricInputError(ValueError):
 
 SUMMARY_METRICS = ("miou", "pixel_acc", "mean_acc", "mean_dice", "ade_score")
 PER_CLASS_METRICS = ("iou", "acc", "dice")
-METRIC_ALIASES = {"mdice": "mean_dice", "macc": "mean_acc", "acc": "pixel_acc", "aacc": "pixel_acc"}
+METRIC_ALIASES = {"mdice": "mean_dice", "macc": "mean_acc", "aacc": "pixel_acc"}  # mmseg's names
 
 
 def metric_key_error(name: str, class_names: Sequence[str]) -> str | None:

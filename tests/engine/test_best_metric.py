@@ -98,10 +98,14 @@ def test_early_stopping_ends_a_run_that_stopped_improving(tmp_path, capsys) -> N
     assert summary["step"] == 6 and summary["stopped_early"] is True  # best at 2, no better at 4 and 6
     assert [row["step"] for row in _evaluations(tmp_path / "run")] == [2, 4, 6]
     assert "early stop at step 6: 2 evaluations without a better miou" in capsys.readouterr().out
-    # resuming the stopped run does not train further
-    resumed = _trainer(tmp_path, lr=1e-9, duration="20ba", eval_interval="2ba", early_stop_patience=2)
+    # resuming the stopped run neither trains nor logs again, and says why
+    resumed = _trainer(tmp_path, lr=1e-9, duration="20ba", eval_interval="2ba", early_stop_patience=2,
+                       progress="plain")
     resumed.load_state_dict(trainer.state_dict())
-    assert resumed.fit()["step"] == 6
+    again = resumed.fit()
+    assert again["step"] == 6 and again["miou"] == pytest.approx(summary["miou"])
+    assert [row["step"] for row in _evaluations(tmp_path / "run")] == [2, 4, 6]
+    assert "stopped early at step 6; raise train.early_stop_patience" in capsys.readouterr().out
 
 
 def test_a_best_metric_that_names_no_class_is_refused_when_the_trainer_is_built(tmp_path) -> None:

@@ -51,3 +51,14 @@ def test_the_same_samples_are_rendered_at_every_evaluation_and_after_a_resume(tm
     assert names == [expected] * 3
     first = read_image(str(folders[0] / expected[0]))
     assert first.shape[0] == 3 and first.shape[1] >= 32 and first.shape[2] > 3 * 32  # 32x32 panels + a legend
+
+
+def test_large_samples_are_scaled_down_labels_by_nearest() -> None:
+    from segrecipes.evaluation.samples import MAX_SIDE, _fit
+
+    image = torch.zeros(3, 1024, 2048, dtype=torch.uint8)
+    mask = torch.zeros(1024, 2048, dtype=torch.long)
+    mask[:, 1024:] = 3
+    small_image, small_mask, small_prediction = _fit(image, mask, mask.clone())
+    assert small_image.shape == (3, 256, MAX_SIDE) and small_mask.shape == (256, MAX_SIDE)
+    assert set(small_mask.unique().tolist()) == {0, 3} and torch.equal(small_mask, small_prediction)

@@ -7,6 +7,7 @@ import glob
 import json
 import struct
 import sys
+import time
 
 import pytest
 from helpers.tiny import tiny_config
@@ -50,8 +51,14 @@ def test_wandb_offline_run_records_metrics_per_class_and_the_summary(tmp_path, m
     run_dir = tmp_path / "run"
     build_trainer(tiny_config(*RUN, "train.loggers=[wandb]"), run_dir).fit()
     (path,) = glob.glob(str(run_dir / "wandb" / "offline-run-*" / "run-*.wandb"))
+    records = _wandb_records(path)
+    for _ in range(100):  # W&B's writer process may still be flushing after finish() returned
+        if any(record.WhichOneof("record_type") == "exit" for record in records):
+            break
+        time.sleep(0.2)
+        records = _wandb_records(path)
     history, summary = {}, {}
-    for record in _wandb_records(path):
+    for record in records:
         kind = record.WhichOneof("record_type")
         items = record.history.item if kind == "history" else record.summary.update if kind == "summary" else []
         target = history if kind == "history" else summary
@@ -102,3 +109,21 @@ def test_a_missing_tracker_package_is_one_line_naming_the_extra(monkeypatch, cap
 def test_params_are_the_config_flattened() -> None:
     assert flat_params({"optimizer": {"lr": 0.08}, "data": {"scale_range": [0.5, 2.0]}, "recipe": {"name": None}}) == {
         "optimizer.lr": 0.08, "data.scale_range": "[0.5, 2.0]", "recipe.name": None}
+
+
+def test_mlflow_names_are_cleaned_per_path_component_and_kept_apart() -> None:
+    pytest.importorskip("mlflow", reason="the mlflow extra is not installed (pip install 'segrecipes[mlflow]')")
+    from mlflow.utils.validation import _validate_metric_name
+
+    from segrecipes.engine.trackers import MLflowTracker
+
+    tracker = MLflowTracker.__new__(MLflowTracker)  # the naming alone: no run is started
+    tracker._names = {}
+    keys = ["val_iou/a/b/", "val_iou/..", "val_iou/a//b", "val_iou/a(b", "val_iou/a)b", "val_iou/" + "x" * 300,
+            "val_iou/traffic light"]
+    names = [tracker._name(key) for key in keys]
+    for name in names:
+        _validate_metric_name(name)  # raises on a name MLflow refuses
+        assert len(name) <= 250
+    assert len(set(names)) == len(keys)  # a( b and a)b stay two metrics
+    assert names[-1] == "val_iou/traffic light" and tracker._name(keys[3]) == names[3]  # stable
