@@ -21,7 +21,6 @@ import torch
 from segrecipes.errors import ConfigError
 
 TRACKERS = ("tensorboard", "wandb", "mlflow")
-_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
 
 
 class Tracker(Protocol):
@@ -36,7 +35,7 @@ def check_trackers(names: list[str] | tuple[str, ...]) -> None:
     for name in names:
         if name not in TRACKERS:
             raise ConfigError(f"train.loggers: unknown logger {name!r} (use {', '.join(TRACKERS)})")
-        if importlib.util.find_spec(_PACKAGES[name]) is None:
+        if importlib.util.find_spec(name) is None:  # each logger is its own package
             hint = f"pip install 'segrecipes[{name}]'" if name != "tensorboard" else "pip install tensorboard"
             raise ConfigError(f"train.loggers: {name} is not installed: {hint}")
 
