@@ -72,6 +72,13 @@ class DataConfig(Section):
     num_classes: int | None = Field(None, gt=0)
     ignore_value: int = Field(255, ge=0, le=65535)
     reduce_zero_label: bool = False
+    label_map: dict[int, int | Literal["ignore"]] | None = None  # stored mask value -> class or ignore, e.g. {255: 1}
+    palette: str | None = None  # colour masks: a palette file (R G B name per line, or CSV) or an indexed PNG
+    # any dataset
+    in_channels: int = Field(3, ge=1)  # image channels (.npy/.tif images may have more than 3)
+    mean: list[float] | Literal["auto"] | None = None  # per channel, in stored units; None: ImageNet for 8-bit RGB
+    std: list[float] | Literal["auto"] | None = None  # "auto": from `segrecipes data stats` of the training split
+    transform: str | None = None  # package.module:callable, (uint8 image, mask) -> (image, mask), after the pipeline
     # synthetic datasets only
     synthetic_train_size: int = Field(256, gt=0)
     synthetic_val_size: int = Field(64, gt=0)
@@ -87,6 +94,21 @@ class DataConfig(Section):
             raise ValueError(f"scale_range must satisfy 0 < low <= high, got {list(value)}")
         return value
 
+    @field_validator("transform")
+    @classmethod
+    def _check_transform(cls, value: str | None) -> str | None:
+        if value is not None and (value.count(":") != 1 or not all(value.split(":"))):
+            raise ValueError(f"expected package.module:callable, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_statistics(self) -> DataConfig:
+        """Keys checked together are checked where the dataset is built (data.spec.channel_stats), as
+        ``--set`` overrides are validated one at a time."""
+        if isinstance(self.std, list) and min(self.std) <= 0:
+            raise ValueError(f"data.std must be positive, got {self.std}")
+        return self
+
 
 class ModelConfig(Section):
     """The network: the reference DeepLabv3+ or any segmentation_models_pytorch architecture."""
@@ -97,6 +119,7 @@ class ModelConfig(Section):
     weights: str | None = None
     dropout: float = Field(0.1, ge=0, lt=1)
     head_channels: int = Field(512, gt=0)  # the reference head is 512 wide; smaller for quick CPU demos
+    freeze_backbone: IntervalField = None  # train only the head for this long (any unit); frozen BatchNorm in eval mode
 
     @field_validator("name")
     @classmethod
@@ -114,6 +137,9 @@ class OptimizerConfig(Section):
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(5e-5, ge=0)
     nesterov: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)  # adamw only
+    backbone_lr_mult: float = Field(1.0, ge=0)  # the backbone's learning rate relative to the head's
+    norm_weight_decay: float | None = Field(None, ge=0)  # for norm layers and biases (None: weight_decay)
 
 
 class ScheduleConfig(Section):
@@ -166,6 +192,15 @@ class LossConfig(Section):
     name: Literal["ce", "dice_ce"] = "ce"
     ce_weight: float | None = Field(None, ge=0)
     dice_weight: float | None = Field(None, ge=0)
+    # per class, or "auto" (median-frequency balancing from the training split's pixel counts); cross-entropy only
+    class_weights: list[float] | Literal["auto"] | None = None
+
+    @field_validator("class_weights")
+    @classmethod
+    def _check_weights(cls, value: list[float] | str | None) -> list[float] | str | None:
+        if isinstance(value, list) and (not value or min(value) < 0 or max(value) == 0):
+            raise ValueError("class weights must be >= 0, one per class, not all 0")
+        return value
 
 
 class EMAConfig(Section):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from segrecipes.methods.channels_last import apply_channels_last
 from segrecipes.methods.ema import compute_ema, smoothing_for, warmup_smoothing
+from segrecipes.methods.freeze import set_frozen
 from segrecipes.methods.loss import dice_loss, index_cross_entropy, soft_cross_entropy
 from segrecipes.methods.mixup import mixup_segmentation
 from segrecipes.methods.sam import sam_step
@@ -21,6 +22,7 @@ __all__ = [
     "mixup_segmentation",
     "optimizer_step",
     "sam_step",
+    "set_frozen",
     "smoothing_for",
     "soft_cross_entropy",
     "warmup_smoothing",

@@ -9,7 +9,7 @@ the same trainer and methods serve someone's own model and data without a config
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +26,11 @@ from segrecipes.engine.distributed import DistInfo, barrier, init_distributed
 from segrecipes.engine.settings import TrainSettings
 from segrecipes.engine.trainer import Trainer
 from segrecipes.evaluation.options import InferenceOptions
-from segrecipes.methods import EMA, SAM, ChannelsLast, Method, MixUp, SegmentationLoss
+from segrecipes.methods import EMA, SAM, ChannelsLast, FreezeBackbone, Method, MixUp, SegmentationLoss
 from segrecipes.methods.ema import smoothing_for
 from segrecipes.models.factory import build_model
-from segrecipes.optim import SGDW, LRSchedule
+from segrecipes.models.parts import backbone_of
+from segrecipes.optim import SGDW, LRSchedule, parameter_groups
 
 Split = RawDataset | Subset  # a split, or what is left of it without its bad files
 __all__ = ["build_network", "build_trainer", "inference_options", "run_clock", "timed_constants", "train_settings",
@@ -57,7 +58,8 @@ def build_trainer(
     trainer = Trainer(
         model, SegmentationLoss.named(config.loss.name, ignore_index, config.loss.ce_weight, config.loss.dice_weight),
         optimizer, train_data, settings,
-        val_data=val_raw, methods=[*build_methods(config, len(class_names), ignore_index, clock), *extra_methods],
+        val_data=val_raw,
+        methods=[*build_methods(config, len(class_names), ignore_index, clock, model), *extra_methods],
         lr_schedule=_lr_schedule(config, clock), inference=inference_options(config),
         class_names=class_names, ignore_index=ignore_index, run_dir=run_dir, config=config.to_dict(), dist=dist,
     )
@@ -69,7 +71,7 @@ def build_trainer(
 def build_network(config: RunConfig, num_classes: int, pretrained: bool = True) -> nn.Module:
     """The configured network; ``pretrained=False`` skips the backbone weights (the caller loads its own)."""
     section = config.model if pretrained else config.model.model_copy(update={"weights": None})
-    return build_model(section, num_classes)
+    return build_model(section, num_classes, in_channels=config.data.in_channels)
 
 
 def training_data(config: RunConfig, raw: Split | None = None) -> AugmentedDataset:
@@ -105,8 +107,9 @@ def run_clock(config: RunConfig, train_samples: int) -> Clock:
 
 
 # every duration and interval of a run, in the order `segrecipes recipes show` lists them
-TIMED_KEYS = (("train", "duration"), ("schedule", "warmup"), ("train", "eval_interval"),
-              ("train", "checkpoint_interval"), ("ema", "half_life"), ("ema", "update_interval"), ("sam", "interval"))
+TIMED_KEYS = (("train", "duration"), ("schedule", "warmup"), ("model", "freeze_backbone"),
+              ("train", "eval_interval"), ("train", "checkpoint_interval"), ("ema", "half_life"),
+              ("ema", "update_interval"), ("sam", "interval"))
 
 
 def timed_constants(config: RunConfig, train_samples: int) -> dict[str, tuple[Duration | None, Duration | None]]:
@@ -130,8 +133,11 @@ def batches(clock: Clock, key: str, duration: Duration) -> int:
     return steps
 
 
-def build_methods(config: RunConfig, num_classes: int, ignore_index: int, clock: Clock) -> list[Method]:
-    """One method per enabled section, its intervals resolved to ``clock``'s batches."""
+def build_methods(
+    config: RunConfig, num_classes: int, ignore_index: int, clock: Clock, model: nn.Module | None = None
+) -> list[Method]:
+    """One method per enabled section, its intervals resolved to ``clock``'s batches; ``model`` is the
+    network whose backbone ``model.freeze_backbone`` freezes."""
     ema, sam = config.ema, config.sam
 
     def build_ema() -> EMA:
@@ -139,25 +145,45 @@ def build_methods(config: RunConfig, num_classes: int, ignore_index: int, clock:
         smoothing = ema.smoothing or smoothing_for(batches(clock, "ema.half_life", ema.half_life), interval)
         return EMA(smoothing=smoothing, update_interval=interval, warmup=ema.warmup)
 
-    builders = {
+    builders: dict[str, Callable[[], Method]] = {
         "ema": build_ema,
         "channels_last": ChannelsLast,
         "mixup": lambda: MixUp(num_classes, config.mixup.alpha, ignore_index),
         "sam": lambda: SAM(sam.rho, batches(clock, "sam.interval", sam.interval), sam.epsilon),
     }
-    return [builders[name]() for name in config.enabled_methods()]
+    methods = [builders[name]() for name in config.enabled_methods()]
+    if config.model.freeze_backbone is not None:
+        methods.append(_freeze_backbone(config.model.freeze_backbone, model, clock))
+    return methods
+
+
+def _freeze_backbone(duration: Duration, model: nn.Module | None, clock: Clock) -> FreezeBackbone:
+    """``model.freeze_backbone``: in steps, or as a share of a run on a wall-clock budget."""
+    backbone = backbone_of(model) if model is not None else None
+    if backbone is None:
+        raise ConfigError("model.freeze_backbone: the model has no backbone or encoder to freeze")
+    steps = clock.steps(duration)
+    return FreezeBackbone(backbone, steps=steps) if steps is not None else FreezeBackbone(
+        backbone, fraction=clock.fraction_of_run(duration))
 
 
 def build_optimizer(section: OptimizerConfig, model: nn.Module) -> torch.optim.Optimizer:
     """SGDW (decoupled decay, the reference), SGD with coupled decay, or AdamW; all skip non-finite
-    steps on the device (fused kernels)."""
-    params = [param for param in model.parameters() if param.requires_grad]
+    steps on the device (fused kernels). One group per learning rate and decay (backbone or head,
+    norm/bias or not): ``optimizer.backbone_lr_mult`` and ``optimizer.norm_weight_decay``."""
+    backbone = backbone_of(model)
+    if backbone is None and section.backbone_lr_mult != 1:
+        raise ConfigError(f"optimizer.backbone_lr_mult: {type(model).__name__} has no backbone or encoder to scale")
+    decay_key = "decoupled_weight_decay" if section.name == "sgdw" else "weight_decay"
+    groups = parameter_groups(model, section.lr, section.weight_decay, backbone, section.backbone_lr_mult,
+                              section.norm_weight_decay, decay_key)
     if section.name == "sgdw":
-        return SGDW(params, section.lr, section.momentum, section.weight_decay, section.nesterov)
+        return SGDW(groups, section.lr, section.momentum, section.weight_decay, section.nesterov)
     if section.name == "sgd":
-        return SGDW(params, section.lr, section.momentum, nesterov=section.nesterov,
+        return SGDW(groups, section.lr, section.momentum, nesterov=section.nesterov,
                     coupled_weight_decay=section.weight_decay)
-    return torch.optim.AdamW(params, lr=section.lr, weight_decay=section.weight_decay, fused=True)
+    return torch.optim.AdamW(groups, lr=section.lr, betas=section.betas, weight_decay=section.weight_decay,
+                             fused=True)
 
 
 def _lr_schedule(config: RunConfig, clock: Clock) -> LRSchedule:

@@ -11,7 +11,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "segrecipes"
 # lowest first; a layer may import its own package and any lower layer, nothing else
 LAYERS = [
-    {"errors"}, {"duration"}, {"transfer"}, {"config"}, {"data", "models", "optim"}, {"methods", "evaluation"}, {"engine"},
+    {"errors"}, {"duration", "fetch"}, {"transfer"}, {"config"}, {"data", "models", "optim"}, {"methods", "evaluation"},
+    {"engine"},
     {"run"}, {"deploy", "bench"}, {"cli", "functional", "__init__"},
 ]
 LAYER_OF = {name: index for index, layer in enumerate(LAYERS) for name in layer}

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from segrecipes.config import build_config
+from segrecipes.config import ConfigError, DataConfig, build_config, merge_dicts, parse_override
 from segrecipes.data.check import Report, cheap_checks, check_dataset
 from segrecipes.data.download import DATASETS, download_dataset
 
@@ -29,11 +29,13 @@ def check_command(
                                                      "pixels or bad label values.")] = False,
     workers: Annotated[Optional[int], typer.Option(help="Threads reading files (default: up to 8).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    overrides: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="data.KEY=VALUE as for train (e.g. data.palette=FILE, data.label_map={0: 0, 255: 1}).")] = None,
 ) -> None:
     """Report every problem of a dataset with its file; exit code 0 when clean (notes allowed), 2 on errors."""
     data = {"spec": spec, "num_classes": num_classes, "ignore_value": ignore_value,
             "reduce_zero_label": reduce_zero_label}
-    cfg = build_config({"data": data}, "data check options").data
+    cfg = data_options(data, overrides or [], "data check options")
     wanted = [split.strip() for split in splits.split(",") if split.strip()]
     run = cheap_checks if headers_only else check_dataset
     report = run(cfg, wanted, workers=workers)
@@ -43,6 +45,16 @@ def check_command(
         _print_report(report, Console())
     if not report.ok:
         raise typer.Exit(ERROR_EXIT_CODE)
+
+
+def data_options(data: dict[str, object], overrides: list[str], source: str) -> DataConfig:
+    """The data section from the command's options, then its ``--set data.KEY=VALUE`` overrides."""
+    merged: dict[str, object] = {"data": data}
+    for override in overrides:
+        if not override.startswith("data."):
+            raise ConfigError(f"--set {override!r}: only data.* keys apply here")
+        merged = merge_dicts(merged, parse_override(override))
+    return build_config(merged, source).data
 
 
 def _print_report(report: Report, console: Console) -> None:

@@ -18,6 +18,7 @@ from segrecipes.cli.predict import predict_command
 from segrecipes.cli.recipes import recipes_app
 from segrecipes.cli.report import report_command
 from segrecipes.cli.train import train_command
+from segrecipes.cli.weights import weights_app
 from segrecipes.engine.interrupt import RunInterrupted, TrainingDiverged
 
 app = typer.Typer(
@@ -35,6 +36,7 @@ app.command("report")(report_command)
 app.add_typer(recipes_app, name="recipes")
 app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
+app.add_typer(weights_app, name="weights")
 
 
 def one_line(error: Exception) -> str:

@@ -29,14 +29,29 @@ from typing import Any, Literal
 
 import torch
 from PIL import Image
+from torchvision.io import ImageReadMode
 
 from ..config import DataConfig
 from .errors import DataError
-from .files import Problem, SplitLayout, bad_label_message, bad_label_values, pair_files, read_image, read_raw_mask
+from .arrays import array_shape, image_size, is_array_file
+from .files import (
+    IGNORE_INDEX,
+    Problem,
+    SplitLayout,
+    bad_label_message,
+    bad_label_values,
+    decode,
+    pair_files,
+    read_image,
+    read_mask_values,
+)
+from .palette import colour_codes, colour_of
 from .spec import SPLITS, split_layout
 
 CACHE_ENV = "SEGRECIPES_CACHE_DIR"
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
+_SHOWN_COLOURS = 8
+_NO_PALETTE = "RGB colour mask without a palette: set data.palette to a file with one 'R G B name' line per class"
 
 Severity = Literal["error", "note"]
 EXIF_ORIENTATION = 0x0112
@@ -188,7 +203,9 @@ def _check(
         cache = cache_dir / "data-checks" / f"{_fingerprint(layout, pairs, level)}.json" if cache_dir else None
         issues = _read_cache(cache)
         if issues is None:
-            issues = [_issue(problem, split) for problem in problems] + _check_pairs(pairs, layout, level, workers)
+            issues = [_issue(problem, split) for problem in problems]
+            pair_issues, values = _check_pairs(pairs, layout, level, workers)
+            issues += pair_issues + _label_convention_issues(layout, split, values)
             _write_cache(cache, issues)
         report.issues += issues
     return report
@@ -198,10 +215,38 @@ def _issue(problem: Problem, split: str) -> Issue:
     return Issue(problem.path, problem.kind, problem.message, split=split)
 
 
-def _check_pairs(pairs: list[_Pair], layout: SplitLayout, level: _Level, workers: int | None) -> list[Issue]:
+def _check_pairs(
+    pairs: list[_Pair], layout: SplitLayout, level: _Level, workers: int | None
+) -> tuple[list[Issue], set[int]]:
+    """Every pair's issues, and the stored mask values met in the split (index masks, when decoded)."""
     checker = _PairChecker(layout, level)
     with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
-        return [issue for issues in pool.map(checker, pairs) for issue in issues]
+        results = list(pool.map(checker, pairs))
+    return [issue for issues, _ in results for issue in issues], {value for _, values in results for value in values}
+
+
+def _label_convention_issues(layout: SplitLayout, split: str, values: set[int]) -> list[Issue]:
+    """The label conventions a split's stored values betray: binary 0/255 masks read with 255 as
+    ignore, and ``reduce_zero_label`` needed or wrongly set. Each says the setting that fixes it."""
+    if not values or layout.palette is not None:
+        return []
+    folder = str(layout.mask_dir)
+    table, classes = layout.table, layout.num_classes
+    ignored = {value for value in values if int(table[value]) == IGNORE_INDEX}
+    labelled = values - ignored
+    shifted = int(table[0]) == IGNORE_INDEX and classes > 1 and int(table[1]) == 0
+    if values <= {0, 255} and 255 in ignored and 0 in labelled:
+        return [Issue(folder, "binary-0-255", "masks hold only 0 and 255, and 255 is read as ignore, so the "
+                      "foreground is never learned; set data.label_map: {0: 0, 255: 1} and data.num_classes: 2",
+                      split=split)]
+    if not shifted and classes in values and int(table[classes]) < 0 and max(labelled) == classes:
+        return [Issue(folder, "reduce-zero-label", f"values run {min(labelled)}..{classes} for {classes} classes: "
+                      "if 0 means unlabelled, set data.reduce_zero_label: true", split=split)]
+    if shifted and labelled and max(labelled) == classes - 1 and classes not in values:
+        return [Issue(folder, "reduce-zero-label", f"data.reduce_zero_label is set but the values run "
+                      f"0..{classes - 1}: 0 looks like a class (it is ignored now, and the last class never occurs); set "
+                      "data.reduce_zero_label: false", split=split)]
+    return []
 
 
 def _fingerprint(layout: SplitLayout, pairs: list[_Pair], level: _Level) -> str:
@@ -245,8 +290,12 @@ class _Header:
     orientation: int
 
 
-def _read_header(path: Path) -> _Header:
-    """Format, mode, (width, height) and EXIF orientation, without decoding the pixels."""
+def _read_header(path: Path, channels: int) -> _Header:
+    """Format, mode, (width, height) and EXIF orientation, without decoding the pixels; for arrays
+    the mode is their channel count (``4ch``)."""
+    if is_array_file(path):
+        count, height, width = image_size(array_shape(path), channels)
+        return _Header(path.suffix.lstrip(".").upper(), f"{count}ch", (width, height), 1)
     with Image.open(path) as image:
         return _Header(image.format, image.mode, image.size, int(image.getexif().get(EXIF_ORIENTATION, 1)))
 
@@ -258,8 +307,9 @@ class _PairChecker:
         self.layout = layout
         self.level = level
 
-    def __call__(self, pair: _Pair) -> list[Issue]:
+    def __call__(self, pair: _Pair) -> tuple[list[Issue], set[int]]:
         issues: list[Issue] = []
+        values: set[int] = set()
 
         def add(path: Path, kind: str, message: str, severity: Severity = "error") -> None:
             issues.append(Issue(str(path), kind, message, severity, pair.split, pair.index))
@@ -273,27 +323,44 @@ class _PairChecker:
             add(pair.mask, "size-mismatch", f"mask is {mask.size[0]}x{mask.size[1]} but its image "
                 f"{pair.image.name} is {image.size[0]}x{image.size[1]}")
         if self.level.images and image is not None:
-            pixels = _decoded(read_image, pair.image, add)
-            if pixels is not None and pixels.dtype != torch.uint8 and image.mode not in SIXTEEN_BIT_MODES:
-                add(pair.image, "16-bit-image", "16-bit image; the loader expects 8 bits per channel")
+            channels = self.layout.channels
+            pixels = _decoded(lambda path: read_image(path, channels), pair.image, add)
+            if (pixels is not None and pixels.dtype != torch.uint8 and self.layout.stats is None
+                    and image.mode not in SIXTEEN_BIT_MODES):
+                add(pair.image, "16-bit-image", f"{pixels.dtype} pixels: give data.mean and data.std (or 'auto') "
+                    "to normalize them")
         if self.level.masks and index_mask:
-            raw = _decoded(read_raw_mask, pair.mask, add)
-            bad = bad_label_values(raw, self.layout.table) if raw is not None else []
+            raw = _decoded(lambda path: read_mask_values(path, self.layout), pair.mask, add)
+            bad = bad_label_values(raw, self.layout) if raw is not None else []
             if bad:
-                add(pair.mask, "bad-label", bad_label_message(bad, self.layout.num_classes))
-        return issues
+                add(pair.mask, "bad-label", bad_label_message(bad, self.layout))
+            if raw is not None and self.layout.palette is None:
+                values.update(raw.unique().tolist())
+        elif self.level.masks and mask is not None and mask.mode in ("RGB", "RGBA") and self.layout.palette is None:
+            rgb = _decoded(lambda path: decode(path, ImageReadMode.RGB), pair.mask, add)
+            if rgb is not None:
+                colours = [colour_of(code) for code in colour_codes(rgb).unique()[:_SHOWN_COLOURS].tolist()]
+                add(pair.mask, "not-index-mask", f"{_NO_PALETTE} (colours here: {', '.join(map(str, colours))})")
+        return issues, values
 
-    @staticmethod
-    def _header(path: Path, add: _Add) -> _Header | None:
+    def _header(self, path: Path, add: _Add) -> _Header | None:
         try:
-            return _read_header(path)
-        except (OSError, SyntaxError, ValueError) as error:  # Pillow's ways of saying "not an image I can read"
-            add(path, "unreadable", f"cannot read ({error})")
+            return _read_header(path, self.layout.channels)
+        except (OSError, SyntaxError, ValueError, DataError) as error:  # "not an image I can read", in every form
+            add(path, "unreadable", f"cannot read ({str(error).removeprefix(f'{path}: ')})")
             return None
 
-    @staticmethod
-    def _image_header(path: Path, header: _Header, add: _Add) -> None:
-        if header.mode in SIXTEEN_BIT_MODES:
+    def _image_header(self, path: Path, header: _Header, add: _Add) -> None:
+        channels = self.layout.channels
+        if is_array_file(path):
+            if header.mode != f"{channels}ch":
+                add(path, "channels", f"{header.mode.removesuffix('ch')} channels but data.in_channels is {channels}")
+            return
+        if channels != 3:
+            if header.mode in SIXTEEN_BIT_MODES or (channels, header.mode) not in ((1, "L"), (4, "RGBA")):
+                add(path, "channels", f"{header.mode} image but data.in_channels is {channels}: store such images as "
+                    ".npy or .tif")
+        elif header.mode in SIXTEEN_BIT_MODES:
             add(path, "16-bit-image", "16-bit image; the loader expects 8 bits per channel")
         elif header.mode != "RGB":
             add(path, "converted", f"{header.mode} image, converted to RGB on load", "note")
@@ -301,16 +368,34 @@ class _PairChecker:
             add(path, "exif-rotated", f"EXIF orientation {header.orientation}: the loader uses the pixels as "
                 "stored, not as viewers show them; save the image upright without the tag")
 
-    @staticmethod
-    def _mask_header(path: Path, header: _Header, add: _Add) -> bool:
-        """Report a mask that is not a single-channel index PNG; True when its values can be checked."""
+    def _mask_header(self, path: Path, header: _Header, add: _Add) -> bool:
+        """Report a mask that is not a single-channel index PNG (or, with a palette, a colour PNG); True
+        when its values can be checked."""
+        if is_array_file(path):
+            if header.mode != "1ch":
+                add(path, "not-index-mask", f"a {header.mode.removesuffix('ch')}-channel array; masks hold one "
+                    "class index per pixel")
+            return header.mode == "1ch"
+        if header.format == "JPEG":
+            add(path, "jpeg-mask", "mask saved as JPEG: its lossy compression changes label values at edges; "
+                "export the masks again as PNG from the annotation tool (converting this file keeps the damage)")
+            return False
         if header.format != "PNG":
             add(path, "not-index-mask", f"a {header.format} file, not a PNG; masks must be lossless PNGs of indices")
             return False
+        if self.layout.palette is not None:
+            if header.mode not in ("RGB", "RGBA", "P"):
+                add(path, "not-index-mask", f"{header.mode} image: with data.palette masks are colour (RGB) PNGs")
+                return False
+            return True
         if header.mode in SIXTEEN_BIT_MODES:
             add(path, "16-bit-mask", "16-bit mask, read as raw class indices", "note")
         elif header.mode not in INDEX_MASK_MODES:
             default = f"{header.mode} image, not a single-channel mask of class indices (convert colours to indices)"
+            if header.mode in ("RGB", "RGBA"):  # decoded masks get this message with their colours
+                if not self.level.masks:
+                    add(path, "not-index-mask", f"{_NO_PALETTE} (decode the masks to list their colours)")
+                return False
             add(path, "not-index-mask", _MASK_MODE_PROBLEMS.get(header.mode, default))
             return False
         return True

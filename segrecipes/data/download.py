@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import hashlib
-import http.client
 import os
 import re
 import shutil
 import stat
 import tarfile
 import tempfile
-import urllib.error
-import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,12 +24,9 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import IO, Literal
 from urllib.parse import urlparse
 
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from segrecipes.fetch import CHUNK_BYTES, FetchError, fetch, file_digests
 
 from .errors import DataError
-
-CHUNK_BYTES = 1 << 20
-TIMEOUT_S = 60
 
 
 @dataclass(frozen=True)
@@ -68,7 +61,6 @@ DATASETS = {
     ),
 }
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
-_CONTENT_RANGE = re.compile(r"^bytes (\d+)-\d+/(\d+|\*)$")
 
 
 class DownloadError(DataError):
@@ -108,7 +100,10 @@ def download_dataset(
     url = url or dataset.url
     archive = to / f"{name}-{Path(urlparse(url).path).name or 'archive'}"
     if not archive.exists():
-        fetch(url, archive, progress=progress)
+        try:
+            fetch(url, archive, progress=progress)
+        except FetchError as error:
+            raise DownloadError(str(error)) from None
     expected = ("sha256", sha256.lower()) if sha256 else (dataset.digest if url == dataset.url else None)
     digests = file_digests(archive, {"sha256", *([expected[0]] if expected else [])})
     if expected and digests[expected[0]] != expected[1]:
@@ -128,76 +123,6 @@ def _known(name: str) -> KnownDataset:
         hint = f"did you mean {close[0]!r}?" if close else f"use one of {', '.join(DATASETS)}"
         raise DownloadError(f"dataset {name!r}: unknown ({hint})")
     return DATASETS[name]
-
-
-# ----------------------------------------------------------------------------- fetching
-
-
-def fetch(url: str, target: Path, progress: bool = True) -> Path:
-    """Download ``url`` to ``target`` through ``target.part``, resuming a partial ``.part`` with an
-    HTTP Range request (starting over when the server ignores it)."""
-    part = target.with_name(target.name + ".part")
-    start = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
-    try:
-        response = urllib.request.urlopen(request, timeout=TIMEOUT_S)
-    except urllib.error.HTTPError as error:
-        if error.code == 416 and start:  # nothing after the end of the .part: it is complete
-            os.replace(part, target)
-            return target
-        raise DownloadError(f"{url}: HTTP {error.code} {error.reason}") from None
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        raise DownloadError(f"{url}: cannot connect ({getattr(error, 'reason', error)})") from None
-    with response:
-        start, total = _resume_point(url, response, start)
-        received = _copy(url, response, part, start, total, progress, target.name)
-    if total is not None and received < total:
-        raise DownloadError(f"{url}: connection closed after {received} of {total} bytes; "
-                            f"run again to resume from {part.name}")
-    os.replace(part, target)
-    return target
-
-
-def _resume_point(url: str, response: http.client.HTTPResponse, start: int) -> tuple[int, int | None]:
-    """Where the body starts in the file and the file's total size (None when the server does not say)."""
-    length = response.headers.get("Content-Length")
-    if response.status != 206:  # a full body: start over
-        return 0, int(length) if length else None
-    match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
-    if not match or int(match.group(1)) != start:
-        raise DownloadError(f"{url}: the server answered a resume request with an unexpected range "
-                            f"{response.headers.get('Content-Range')!r}")
-    total = match.group(2)
-    return start, int(total) if total != "*" else (start + int(length) if length else None)
-
-
-def _copy(url: str, response: IO[bytes], part: Path, start: int, total: int | None, progress: bool, label: str) -> int:
-    """Append the body to ``part`` (truncated to ``start`` first); returns the bytes now in ``part``."""
-    columns = (TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
-    with open(part, "r+b" if start else "wb") as handle, Progress(*columns, disable=not progress) as bar:
-        handle.truncate(start)
-        handle.seek(start)
-        task = bar.add_task("download", total=total, completed=start)
-        received = start
-        try:
-            while chunk := response.read(CHUNK_BYTES):
-                handle.write(chunk)
-                received += len(chunk)
-                bar.update(task, completed=received)
-        except (OSError, http.client.HTTPException) as error:
-            raise DownloadError(f"{url}: interrupted after {received} bytes ({type(error).__name__}: {error}); "
-                                f"run again to resume from {part.name}") from None
-    return received
-
-
-def file_digests(path: Path, algorithms: set[str]) -> dict[str, str]:
-    """Hex digests of ``path`` for each hashlib algorithm, in one read."""
-    hashes = {name: hashlib.new(name) for name in algorithms}
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            for digest in hashes.values():
-                digest.update(chunk)
-    return {name: digest.hexdigest() for name, digest in hashes.items()}
 
 
 # ----------------------------------------------------------------------------- extraction

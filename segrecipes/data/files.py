@@ -16,11 +16,17 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode, decode_image
 
+from .arrays import ARRAY_SUFFIXES, is_array_file, read_array_image, read_array_mask
 from .errors import DataError
+from .normalize import ChannelStats
+from .palette import Palette, colour_codes, colour_of
 
 IGNORE_INDEX = 255
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
-MASK_SUFFIXES = (".png",)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", *ARRAY_SUFFIXES)
+# JPEG masks are paired so that the checks can say what is wrong with them (lossy: labels change at edges)
+MASK_SUFFIXES = (".png", ".jpg", ".jpeg", *ARRAY_SUFFIXES)
+# ImageReadMode per channel count for 8-bit image files
+_READ_MODES = {1: ImageReadMode.GRAY, 3: ImageReadMode.RGB, 4: ImageReadMode.RGB_ALPHA}
 # Masks are 8- or 16-bit PNGs: a table over every 16-bit value maps any raw value in one gather.
 _RAW_VALUES = 1 << 16
 _SHOWN_VALUES = 8
@@ -36,12 +42,19 @@ def require_dir(path: Path) -> Path:
 @dataclass(frozen=True, eq=False)
 class SplitLayout:
     """One split of a file dataset: its image and mask folders, its classes, and ``table`` mapping every
-    raw mask value to a class index, to 255 (ignored) or to -1 (not allowed; see :func:`label_table`)."""
+    raw mask value to a class index, to 255 (ignored) or to -1 (not allowed; see :func:`label_table`).
+
+    With a ``palette`` masks are RGB colours, class k drawn in colour k. ``channels``: image channels.
+    ``stats``: per-channel normalization applied where images are read (None: uint8 RGB, normalized
+    with ImageNet's statistics on the device)."""
 
     image_dir: Path
     mask_dir: Path
     class_names: tuple[str, ...]
     table: torch.Tensor = field(repr=False)
+    palette: Palette | None = None
+    channels: int = 3
+    stats: ChannelStats | None = None
 
     @property
     def num_classes(self) -> int:
@@ -122,17 +135,40 @@ def decode(path: Path, mode: ImageReadMode) -> torch.Tensor:
         raise DataError(f"{path}: cannot decode ({reason})") from None
 
 
-def read_image(path: Path) -> torch.Tensor:
-    """uint8 RGB (3, H, W); grey, palette and RGBA images are converted."""
-    return decode(path, ImageReadMode.RGB)
+def read_image(path: Path, channels: int = 3) -> torch.Tensor:
+    """(channels, H, W) as stored: uint8 for image files (grey, palette and RGBA converted to RGB for
+    3 channels), uint8 or float32 for arrays (:mod:`segrecipes.data.arrays`)."""
+    if is_array_file(path):
+        return read_array_image(path, channels)
+    if channels not in _READ_MODES:
+        raise DataError(f"{path}: image files have 1, 3 or 4 channels, data.in_channels is {channels}: store "
+                        "the images as .npy or .tif")
+    return decode(path, _READ_MODES[channels])
 
 
 def read_raw_mask(path: Path) -> torch.Tensor:
-    """The stored values (H, W) of a single-channel 8- or 16-bit mask, as stored (uint8 or uint16)."""
+    """The stored values (H, W) of a single-channel 8- or 16-bit mask (uint8, uint16, or int32 for arrays)."""
+    if is_array_file(path):
+        return read_array_mask(path)
     raw = decode(path, ImageReadMode.UNCHANGED)
     if raw.shape[0] != 1:
-        raise DataError(f"{path}: mask has {raw.shape[0]} channels; expected a single-channel PNG of class indices")
+        raise DataError(f"{path}: mask has {raw.shape[0]} channels; expected a single-channel PNG of class indices "
+                        "(for colour masks set data.palette)")
     return raw[0]
+
+
+def read_mask_values(path: Path, layout: SplitLayout) -> torch.Tensor:
+    """What ``layout`` looks classes up from: the stored values, or colour codes with a palette."""
+    if layout.palette is None:
+        return read_raw_mask(path)
+    return colour_codes(decode(path, ImageReadMode.RGB))
+
+
+def labels_of(raw: torch.Tensor, layout: SplitLayout) -> torch.Tensor:
+    """Class index (int16) per pixel of ``raw`` (from :func:`read_mask_values`); -1 where not allowed."""
+    if layout.palette is not None:
+        return layout.palette.classes(raw)
+    return look_up(raw, layout.table)
 
 
 def look_up(raw: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
@@ -140,19 +176,23 @@ def look_up(raw: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     return table.index_select(0, raw.flatten().int()).view(raw.shape)
 
 
-def bad_label_values(raw: torch.Tensor, table: torch.Tensor) -> list[int]:
-    """Up to 8 distinct raw values of ``raw`` that ``table`` maps to no class and not to ignore."""
-    return raw[look_up(raw, table) < 0].int().unique()[:_SHOWN_VALUES].tolist()
+def bad_label_values(raw: torch.Tensor, layout: SplitLayout) -> list[int]:
+    """Up to 8 distinct raw values (or colour codes) of ``raw`` that map to no class and not to ignore."""
+    return raw[labels_of(raw, layout) < 0].int().unique()[:_SHOWN_VALUES].tolist()
 
 
-def bad_label_message(values: list[int], num_classes: int) -> str:
-    return (f"mask values {values} are neither classes 0..{num_classes - 1} nor ignored "
-            "(check data.num_classes, data.ignore_value and data.reduce_zero_label)")
+def bad_label_message(values: list[int], layout: SplitLayout) -> str:
+    if layout.palette is not None:
+        colours = ", ".join(str(colour_of(value)) for value in values)
+        return f"colours {colours} are not in data.palette (add them, or repaint those pixels)"
+    return (f"mask values {values} are neither classes 0..{layout.num_classes - 1} nor ignored "
+            "(check data.num_classes, data.ignore_value, data.reduce_zero_label and data.label_map)")
 
 
 class SegmentationFiles(Dataset):
-    """``ds[i] -> (image, mask)``: uint8 RGB (3, H, W) at the original size and uint8 (H, W) class
-    indices with 255 = ignore, decoded from the file pairs of ``layout``."""
+    """``ds[i] -> (image, mask)``: uint8 RGB (3, H, W) at the original size (float32 (C, H, W),
+    normalized, when ``layout.stats`` is set) and uint8 (H, W) class indices with 255 = ignore, decoded
+    from the file pairs of ``layout``."""
 
     ignore_index = IGNORE_INDEX
 
@@ -179,15 +219,25 @@ class SegmentationFiles(Dataset):
     def mask_path(self, index: int) -> str:
         return str(self.pairs[index][1])
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def read_stored(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The image as stored (channels, H, W) and its uint8 (H, W) class indices, before normalization."""
         image_path, mask_path = self.pairs[index]
-        image = read_image(image_path)
-        raw = read_raw_mask(mask_path)
+        layout = self.layout
+        image = read_image(image_path, layout.channels)
+        raw = read_mask_values(mask_path, layout)
         if raw.shape != image.shape[1:]:
             raise DataError(f"{mask_path}: mask is {raw.shape[1]}x{raw.shape[0]} but its image {image_path.name} is "
                             f"{image.shape[2]}x{image.shape[1]}")
-        labels = look_up(raw, self.layout.table)
+        labels = labels_of(raw, layout)
         if labels.amin() < 0:
-            bad = bad_label_values(raw, self.layout.table)
-            raise DataError(f"{mask_path}: {bad_label_message(bad, self.num_classes)}")
+            raise DataError(f"{mask_path}: {bad_label_message(bad_label_values(raw, layout), layout)}")
         return image, labels.to(torch.uint8)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 RGB and class indices; float32 images normalized by ``layout.stats`` when it is set."""
+        image, labels = self.read_stored(index)
+        if self.layout.stats is not None:
+            return self.layout.stats(image), labels
+        if image.dtype != torch.uint8:
+            raise DataError(f"{self.pairs[index][0]}: {image.dtype} pixels need data.mean and data.std (or 'auto')")
+        return image, labels

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -31,3 +33,23 @@ def _statistics(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     mean = torch.tensor(IMAGENET_MEAN, device=device).view(3, 1, 1) * 255
     std = torch.tensor(IMAGENET_STD, device=device).view(3, 1, 1) * 255
     return mean, std
+
+
+@dataclass(frozen=True)
+class ChannelStats:
+    """Per-channel mean and std in the stored units (``data.mean``/``data.std``): images with other
+    statistics than ImageNet's, or other channels than RGB, are normalized where they are read, and
+    reach the device as float32 (which :func:`normalize` passes through)."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @classmethod
+    def of(cls, mean: Sequence[float], std: Sequence[float]) -> ChannelStats:
+        return cls(tuple(float(m) for m in mean), tuple(float(s) for s in std))
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        """(C, H, W) in stored units -> float32 normalized per channel."""
+        mean = torch.tensor(self.mean).view(-1, 1, 1)
+        std = torch.tensor(self.std).view(-1, 1, 1)
+        return (image.float() - mean) / std

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from pathlib import Path
 
@@ -9,8 +10,10 @@ from ..config import DataConfig
 from . import ade20k, camvid, folder
 from .errors import DataError
 from .files import SegmentationFiles, SplitLayout
+from .normalize import ChannelStats
 from .synthetic import SyntheticShapes
 from .transforms import TrainTransform
+from .user_transform import UserTransform
 
 __all__ = ["KINDS", "SPLITS", "RawDataset", "build_raw_dataset", "parse_data_spec", "split_layout", "train_transform"]
 
@@ -46,10 +49,30 @@ def split_layout(cfg: DataConfig, split: str) -> SplitLayout | None:
     if path is None:
         return None
     if kind == "ade20k":
-        return ade20k.split_layout(path, split)
-    if kind == "camvid":
-        return camvid.split_layout(path, split)
-    return folder.split_layout(path, split, cfg.num_classes, cfg.ignore_value, cfg.reduce_zero_label)
+        layout = ade20k.split_layout(path, split)
+    elif kind == "camvid":
+        layout = camvid.split_layout(path, split)
+    else:
+        return folder.split_layout(path, split, cfg.num_classes, cfg.ignore_value, cfg.reduce_zero_label,
+                                   cfg.label_map, cfg.palette, cfg.in_channels, channel_stats(cfg))
+    return dataclasses.replace(layout, channels=cfg.in_channels, stats=channel_stats(cfg))
+
+
+def channel_stats(cfg: DataConfig) -> ChannelStats | None:
+    """``data.mean``/``data.std`` as a normalization; None for ImageNet's on 8-bit RGB (done on the device),
+    and while they are still ``auto`` (the statistics are read from the stored images, before normalizing)."""
+    if (cfg.mean is None) != (cfg.std is None):
+        raise DataError("give data.mean and data.std together (or neither: ImageNet's, for 8-bit RGB)")
+    if cfg.in_channels != 3 and cfg.mean is None:
+        raise DataError(f"data.in_channels is {cfg.in_channels}: give data.mean and data.std per channel, or 'auto' "
+                        "to take them from `segrecipes data stats`")
+    for key in ("mean", "std"):
+        value = getattr(cfg, key)
+        if isinstance(value, list) and len(value) != cfg.in_channels:
+            raise DataError(f"data.{key} has {len(value)} values but data.in_channels is {cfg.in_channels}")
+    if not isinstance(cfg.mean, list) or not isinstance(cfg.std, list):
+        return None
+    return ChannelStats.of(cfg.mean, cfg.std)
 
 
 def build_raw_dataset(cfg: DataConfig, split: str) -> RawDataset:
@@ -59,6 +82,8 @@ def build_raw_dataset(cfg: DataConfig, split: str) -> RawDataset:
     layout = split_layout(cfg, split)
     raw: RawDataset
     if layout is None:
+        if cfg.in_channels != 3 or cfg.mean is not None:
+            raise DataError("synthetic data is 8-bit RGB: data.in_channels, data.mean and data.std do not apply")
         size = cfg.synthetic_train_size if split == "train" else cfg.synthetic_val_size
         raw = SyntheticShapes(size, cfg.synthetic_image_size, split, cfg.synthetic_seed, cfg.synthetic_num_classes)
     else:
@@ -71,6 +96,7 @@ def build_raw_dataset(cfg: DataConfig, split: str) -> RawDataset:
 
 
 def train_transform(cfg: DataConfig) -> TrainTransform:
-    """The reference training augmentation with the config's crop, scales and switches."""
+    """The reference training augmentation with the config's crop, scales and switches, then ``data.transform``."""
+    extra = UserTransform(cfg.transform) if cfg.transform else None
     return TrainTransform(cfg.crop_size, cfg.scale_range, cfg.cat_max_ratio, cfg.crop_retries, cfg.flip_prob,
-                          cfg.photometric)
+                          cfg.photometric, extra=extra)

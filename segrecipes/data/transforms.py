@@ -1,9 +1,10 @@
 """Joint image/mask transforms: the reference training pipeline, as a list of named stages.
 
-Images are uint8 (3, H, W); masks keep their integer dtype (the file datasets give uint8, and the
-trainer widens them on the device), so no stage moves 8-byte labels around. All randomness comes
-from an explicit ``torch.Generator``, so a sample's augmentation depends on its seed only (not on
-the worker). ``TrainTransform.stages`` is what ``segrecipes bench data`` times one by one.
+Images are uint8 (3, H, W), or float32 (C, H, W) already normalized (other bands than RGB); masks keep
+their integer dtype (the file datasets give uint8, and the trainer widens them on the device), so no
+stage moves 8-byte labels around. All randomness comes from an explicit ``torch.Generator``, so a
+sample's augmentation depends on its seed only (not on the worker). ``TrainTransform.stages`` is what
+``segrecipes bench data`` times one by one.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class TrainTransform:
         flip_prob: float = 0.5,
         photometric: bool = True,
         ignore_index: int = IGNORE_INDEX,
+        extra: Stage | None = None,
     ) -> None:
         if crop_size <= 0 or not 0 < scale_range[0] <= scale_range[1]:
             raise ValueError(f"TrainTransform: bad crop_size {crop_size} or scale_range {scale_range}")
@@ -84,11 +86,13 @@ class TrainTransform:
         self.flip_prob = flip_prob
         self.distortion = PhotometricDistortion() if photometric else None
         self.ignore_index = ignore_index
+        self.extra = extra  # a user's own stage (data.transform), after the reference pipeline
 
     def stages(self) -> list[tuple[str, Stage]]:
         """The pipeline in order, each stage ``(image, mask, generator) -> (image, mask)``."""
-        return [("resize", self.resize), ("crop search", self.crop), ("flip", self.flip),
-                ("photometric", self.distort), ("pad", self.pad)]
+        stages = [("resize", self.resize), ("crop search", self.crop), ("flip", self.flip),
+                  ("photometric", self.distort), ("pad", self.pad)]
+        return stages if self.extra is None else [*stages, ("data.transform", self.extra)]
 
     def __call__(self, image: torch.Tensor, mask: torch.Tensor, generator: torch.Generator) -> Pair:
         for _, stage in self.stages():
@@ -143,17 +147,23 @@ class TrainTransform:
         return image, mask
 
     def distort(self, image: torch.Tensor, mask: torch.Tensor, generator: torch.Generator) -> Pair:
-        return (image if self.distortion is None else self.distortion(image, generator)), mask
+        """Photometric distortion of 8-bit RGB only: brightness, contrast, saturation and hue mean nothing
+        for other bands or for normalized floats, which pass unchanged (and draw no random numbers)."""
+        if self.distortion is None or image.dtype != torch.uint8 or image.shape[0] != 3:
+            return image, mask
+        return self.distortion(image, generator), mask
 
     def pad(self, image: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None) -> Pair:
-        """Pad bottom/right to ``crop_size``: image with the mean pixel (0 after normalization), mask with ignore."""
+        """Pad bottom/right to ``crop_size``: image with the mean pixel (0 after normalization: uint8 RGB gets
+        ImageNet's mean pixel, normalized floats 0), mask with ignore."""
         height, width = mask.shape
         if height == width == self.crop_size:
             return image.contiguous(), mask.contiguous()
         size = self.crop_size
-        padded_image = torch.empty(3, size, size, dtype=torch.uint8)
+        padded_image = torch.empty(image.shape[0], size, size, dtype=image.dtype)
         padded_image[:, :height, :width] = image
-        fill = torch.tensor(MEAN_PIXEL, dtype=torch.uint8).view(3, 1, 1)
+        rgb = image.dtype == torch.uint8 and image.shape[0] == 3
+        fill = torch.tensor(MEAN_PIXEL if rgb else 0, dtype=image.dtype).expand(image.shape[0]).reshape(-1, 1, 1)
         padded_image[:, height:] = fill  # only the border is filled: not the whole image first, then overwritten
         padded_image[:, :height, width:] = fill
         padded_mask = torch.full((size, size), self.ignore_index, dtype=mask.dtype)

@@ -17,6 +17,7 @@ from torch import nn
 from torchvision.io import write_png
 
 from segrecipes.data.files import IMAGE_SUFFIXES, read_image
+from segrecipes.data.spec import channel_stats
 from segrecipes.data.normalize import normalize
 from segrecipes.deploy.trained_model import TrainedModel
 from segrecipes.evaluation.evaluate import standard_size
@@ -65,8 +66,9 @@ def predict_labels(
     model: nn.Module, image: torch.Tensor, options: InferenceOptions, num_classes: int, device: torch.device,
     amp_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """int64 class indices (H, W) at the original size of the uint8 (3, H, W) ``image``, by the
-    standard protocol whatever ``options.protocol`` says (there is no mask to resize)."""
+    """int64 class indices (H, W) at the original size of the uint8 (3, H, W) ``image`` (or a normalized
+    float32 (C, H, W) one), by the standard protocol whatever ``options.protocol`` says (there is no mask
+    to resize)."""
     height, width = image.shape[-2:]
     with torch.inference_mode():
         probs = predict_probs(
@@ -98,9 +100,12 @@ def predict_files(
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(device)
     trained.model.eval()
+    data = trained.config.data
+    stats = channel_stats(data)  # the run's own normalization (data.mean/std), for other images than 8-bit RGB
     for path in track(images, description="predicting", disable=not progress):
-        image = read_image(path)
-        labels = predict_labels(trained.model, image, options, trained.num_classes, device, amp_dtype).cpu()
+        image = read_image(path, data.in_channels)
+        model_input = stats(image) if stats is not None else image
+        labels = predict_labels(trained.model, model_input, options, trained.num_classes, device, amp_dtype).cpu()
         label_path, overlay_path = output_paths(path, out_dir)
         write_png((labels + offset).to(torch.uint8)[None], str(label_path))
         if overlay:

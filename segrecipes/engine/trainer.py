@@ -114,8 +114,10 @@ class Trainer:
         self.model = self._prepare(model)
         self.amp_dtype = amp_dtype_for(settings.precision, self.device)
         self.scaler = grad_scaler_for(self.amp_dtype, self.device)
+        unused = any(method.leaves_parameters_unused for method in self.methods)
         self.ddp = DistributedDataParallel(self.model, device_ids=None if self.device.index is None else
-                                           [self.device.index]) if self.dist.distributed else None
+                                           [self.device.index], find_unused_parameters=unused
+                                           ) if self.dist.distributed else None
         wrapped = self.ddp or self.model
         self.forward = torch.compile(wrapped) if settings.compile else wrapped
         self.buffers, self.skips = BufferGuard(self.model), SkipCounter(self.device)

@@ -55,10 +55,10 @@ def _keep_as_list(samples: list[Sample]) -> list[Sample]:
 
 def _checked(sample: Sample, device: torch.device) -> Sample:
     image, mask = sample
-    if image.ndim != 3 or image.shape[0] != 3 or mask.shape != image.shape[1:]:
+    if image.ndim != 3 or mask.shape != image.shape[1:]:
         raise EvaluationError(
             f"dataset sample has image {tuple(image.shape)} and mask {tuple(mask.shape)}: "
-            "expected (3, H, W) and (H, W)"
+            "expected (C, H, W) and (H, W)"
         )
     return image.to(device, non_blocking=True), mask.to(device, torch.int64, non_blocking=True)
 

@@ -34,6 +34,17 @@ def blend(
     return (image.float() * (1 - alpha) + colors * alpha).round().to(torch.uint8)
 
 
+def displayable(image: torch.Tensor) -> torch.Tensor:
+    """An 8-bit RGB view of an image: uint8 RGB as it is; otherwise its first three channels (a single
+    one repeated), each stretched from its own minimum to maximum, as viewers of multispectral tiles show them."""
+    if image.dtype == torch.uint8 and image.shape[0] == 3:
+        return image
+    bands = image[:3].float() if image.shape[0] >= 3 else image[:1].float().expand(3, -1, -1)
+    low = bands.amin(dim=(1, 2), keepdim=True)
+    high = bands.amax(dim=(1, 2), keepdim=True)
+    return ((bands - low) / (high - low).clamp_min(1e-12) * 255).round().to(torch.uint8)
+
+
 def _legend(entries: Sequence[tuple[str, tuple[int, int, int]]], min_height: int, font_size: int) -> Image.Image:
     """A white panel with one row per entry: a colour swatch and its text."""
     font = ImageFont.load_default(size=font_size)
@@ -72,7 +83,7 @@ def render_overlay(image: torch.Tensor, labels: torch.Tensor, class_names: Seque
     """The image blended with its (H, W) class map, and on its right a legend of the classes
     present, largest first, with their share of the image. Returns uint8 (3, H, W + legend)."""
     palette = class_palette(len(class_names))
-    image, labels = image.cpu(), labels.cpu()
+    image, labels = displayable(image.cpu()), labels.cpu()
     return _side_by_side([blend(image, labels, palette)], _entries(labels, class_names, palette))
 
 
@@ -81,7 +92,7 @@ def render_comparison(image: torch.Tensor, truth: torch.Tensor, prediction: torc
     """Image, ground truth and prediction side by side (uint8 (3, H, 3 W + legend)); ignored pixels of
     the ground truth show the bare image. The legend lists the classes of the prediction and the truth."""
     palette = class_palette(len(class_names))
-    image, truth, prediction = image.cpu(), truth.cpu().long(), prediction.cpu().long()
+    image, truth, prediction = displayable(image.cpu()), truth.cpu().long(), prediction.cpu().long()
     labelled = truth != ignore_index
     truth_panel = torch.where(labelled, blend(image, truth.where(labelled, 0), palette), image)
     both = torch.cat([prediction.flatten(), truth[labelled]])

@@ -72,6 +72,9 @@ class Method:
 
     name = "method"
     order = ORDER_DEFAULT
+    # True for a method that leaves some parameters without gradients in some steps: DDP must then look
+    # for unused parameters (a little slower), or it would wait for their gradients forever
+    leaves_parameters_unused = False
 
     def prepare_model(self, context: StepContext, model: nn.Module) -> nn.Module:
         """Called once on the bare model, before DDP wraps it; must keep its parameter objects."""

@@ -26,9 +26,12 @@ class ResNetBackbone(nn.Module):
     """The stem and four stages of a torchvision ResNet, returning layer1 and layer4 features.
 
     Module names are torchvision's, so its checkpoints load unchanged (the ``fc`` head is dropped).
+    With ``in_channels`` other than 3, ``conv1`` takes that many channels and RGB weights are adapted to it.
     """
 
-    def __init__(self, arch: str = "resnet101", output_stride: int = 8, weights: str | None = None) -> None:
+    def __init__(
+        self, arch: str = "resnet101", output_stride: int = 8, weights: str | None = None, in_channels: int = 3
+    ) -> None:
         super().__init__()
         if arch not in RESNET_CHANNELS:
             close = difflib.get_close_matches(arch, RESNET_CHANNELS, n=1)
@@ -41,16 +44,25 @@ class ResNetBackbone(nn.Module):
         self.low_level_channels, self.out_channels = RESNET_CHANNELS[arch]
 
         resnet = _dilated_resnet(arch, DILATED_LAYERS[output_stride])
+        if in_channels != resnet.conv1.in_channels:
+            resnet.conv1 = _input_conv(resnet.conv1, in_channels)
         self.conv1, self.bn1, self.relu, self.maxpool = resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4
         if weights is not None:
             load_weights(self, read_weights(weights, arch), source=weights)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images (B, 3, H, W) -> (layer1 at stride 4, layer4 at ``output_stride``)."""
+        """Images (B, in_channels, H, W) -> (layer1 at stride 4, layer4 at ``output_stride``)."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(images))))
         low_level = self.layer1(x)
         return low_level, self.layer4(self.layer3(self.layer2(low_level)))
+
+
+def _input_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
+    """``conv`` for ``in_channels`` inputs, initialised as torchvision initialises a ResNet's convs."""
+    replacement = nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=False)
+    nn.init.kaiming_normal_(replacement.weight, mode="fan_out", nonlinearity="relu")
+    return replacement
 
 
 def _dilated_resnet(arch: str, dilate: list[bool]) -> ResNet:

@@ -123,10 +123,11 @@ class DeepLabV3Plus(nn.Module):
         backbone: ``resnet18``/``34``/``50``/``101``.
         num_classes: channels of the returned logits.
         output_stride: 8 (the reference) or 16 (about 3x fewer FLOPs).
-        weights: None (random), a torchvision weights name found in the local hub cache
-            (``IMAGENET1K_V2``, ``DEFAULT``...) or a local ``.pth``/``.pt``/``.safetensors`` file.
+        weights: None (random), a torchvision weights name, from the hub cache or downloaded into it
+            (``IMAGENET1K_V2``, ``DEFAULT``...), or a local ``.pth``/``.pt``/``.safetensors`` file.
         dropout: Dropout2d probability before the classifier.
         head_channels: width of the head (512 in the reference; smaller only for quick CPU demos).
+        in_channels: image channels; RGB weights are adapted to other counts (timm's ``adapt_input_conv``).
     """
 
     def __init__(
@@ -137,17 +138,18 @@ class DeepLabV3Plus(nn.Module):
         weights: str | None = None,
         dropout: float = 0.1,
         head_channels: int = HEAD_CHANNELS,
+        in_channels: int = 3,
     ) -> None:
         super().__init__()
         if num_classes < 1:
             raise ModelError(f"num_classes: must be at least 1, got {num_classes}")
-        self.backbone = ResNetBackbone(backbone, output_stride, weights)
+        self.backbone = ResNetBackbone(backbone, output_stride, weights, in_channels)
         self.head = DeepLabV3PlusHead(
             self.backbone.out_channels, self.backbone.low_level_channels, num_classes, output_stride, dropout,
             head_channels,
         )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Images (B, 3, H, W) -> logits (B, num_classes, H, W)."""
+        """Images (B, in_channels, H, W) -> logits (B, num_classes, H, W)."""
         logits = self.head(*self.backbone(images))
         return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)

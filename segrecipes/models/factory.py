@@ -13,14 +13,17 @@ from .smp_model import SMP_PREFIX, SMPModel
 from .weights import ModelError
 
 
-def build_model(cfg: ModelConfig, num_classes: int) -> nn.Module:
-    """``deeplabv3plus`` (the reference) or ``smp:<Arch>``; logits come out at the input size."""
+def build_model(cfg: ModelConfig, num_classes: int, in_channels: int = 3) -> nn.Module:
+    """``deeplabv3plus`` (the reference) or ``smp:<Arch>`` for ``in_channels`` images; logits at the input size."""
     if num_classes < 1:
         raise ModelError(f"num_classes: must be at least 1, got {num_classes}")
     if cfg.name == "deeplabv3plus":
-        return DeepLabV3Plus(cfg.backbone, num_classes, cfg.output_stride, cfg.weights, cfg.dropout, cfg.head_channels)
+        return DeepLabV3Plus(
+            cfg.backbone, num_classes, cfg.output_stride, cfg.weights, cfg.dropout, cfg.head_channels, in_channels
+        )
     if cfg.name.startswith(SMP_PREFIX):
-        return SMPModel(cfg.name.removeprefix(SMP_PREFIX), cfg.backbone, num_classes, cfg.output_stride, cfg.weights)
+        arch = cfg.name.removeprefix(SMP_PREFIX)
+        return SMPModel(arch, cfg.backbone, num_classes, cfg.output_stride, cfg.weights, in_channels)
     raise ModelError(f"model.name: unknown model {cfg.name!r} (use 'deeplabv3plus' or 'smp:<Arch>')")
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from segrecipes.optim.param_groups import parameter_groups
 from segrecipes.optim.schedule import LRSchedule, set_lr
 from segrecipes.optim.sgdw import SGDW
 from segrecipes.optim.step import nonfinite, optimizer_step
 
-__all__ = ["SGDW", "LRSchedule", "nonfinite", "optimizer_step", "set_lr"]
+__all__ = ["SGDW", "LRSchedule", "nonfinite", "optimizer_step", "parameter_groups", "set_lr"]

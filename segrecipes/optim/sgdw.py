@@ -39,7 +39,7 @@ class SGDW(torch.optim.SGD):
                          fused=True)
         for group in self.param_groups:
             group.setdefault("decoupled_weight_decay", weight_decay)
-            group.setdefault("initial_lr", lr)
+            group.setdefault("initial_lr", group["lr"])
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:

@@ -1,4 +1,4 @@
-"""Backbone weights: local files round-trip exactly, the hub cache is read but never downloaded into."""
+"""Backbone weights: local files round-trip exactly, the hub cache is read (offline: never downloaded into)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ def hub_dir(tmp_path, monkeypatch) -> Path:
     """An empty torch hub cache, with every download path made to fail loudly."""
     hub = tmp_path / "hub"
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
+    monkeypatch.setenv("SEGRECIPES_OFFLINE", "1")  # downloads are tested in test_weights_download.py
 
     def no_download(*args, **kwargs):
         raise AssertionError("attempted a download")

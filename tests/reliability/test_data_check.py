@@ -86,7 +86,7 @@ def every_defect(tmp_path: Path) -> tuple[Path, set[tuple[str, str, str]]]:
         ("masks/train/size.png", "size-mismatch", "error"),
         ("masks/train/rgbmask.png", "not-index-mask", "error"),
         ("masks/train/bilevel.png", "not-index-mask", "error"),
-        ("masks/train/jpegmask.png", "not-index-mask", "error"),
+        ("masks/train/jpegmask.png", "jpeg-mask", "error"),
         ("images/train/truncated.jpg", "corrupt", "error"),
         ("images/train/garbage.jpg", "unreadable", "error"),
         ("images/train/nomask.jpg", "missing-mask", "error"),
@@ -150,9 +150,10 @@ def test_folder_label_options_decide_which_values_are_valid(tmp_path: Path) -> N
     base = DataConfig(spec=f"folder:{root}", num_classes=3, ignore_value=200)
     # raw 0 ignored, 1 -> class 0, 3 -> class 2, 200 ignored: all valid
     assert check_dataset(base.model_copy(update={"reduce_zero_label": True}), ("train",)).ok
-    # without the shift, 3 is past the last class 2
-    (issue,) = check_dataset(base, ("train",)).issues
-    assert issue.kind == "bad-label" and "[3]" in issue.message
+    # without the shift, 3 is past the last class 2, and the check says which setting fits the values
+    bad, convention = check_dataset(base, ("train",)).issues
+    assert bad.kind == "bad-label" and "[3]" in bad.message
+    assert convention.kind == "reduce-zero-label" and "set data.reduce_zero_label: true" in convention.message
 
 
 @pytest.mark.parametrize(
@@ -237,7 +238,8 @@ def test_cli_json_report(every_defect: tuple[Path, set], capsys: pytest.CaptureF
     code, out, _ = _cli(capsys, f"folder:{root}", "--json", "--headers-only", "--splits", "train")
     report = json.loads(out)
     assert code == 2 and report["ok"] is False and report["decoded"] is False and report["pairs"] == {"train": 16}
-    assert report["counts"]["not-index-mask"] == 3 and "bad-label" not in report["counts"]
+    assert report["counts"]["not-index-mask"] == 2 and report["counts"]["jpeg-mask"] == 1
+    assert "bad-label" not in report["counts"]
     assert {(issue["kind"], issue["severity"]) for issue in report["issues"]} == {
         (kind, severity) for path, kind, severity in expected if kind not in ("empty-split", "bad-label", "corrupt")
     }

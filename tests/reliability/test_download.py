@@ -14,15 +14,15 @@ import re
 import socket
 import stat
 import tarfile
-import threading
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.http_server import local_server
 from PIL import Image
 
 from segrecipes.cli.main import main
@@ -93,15 +93,9 @@ def _handler(state: LocalServer) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def server() -> Iterator[LocalServer]:
     state = LocalServer()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    httpd.daemon_threads = True
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
+    with local_server(_handler(state)) as url:
+        state.url = url
+        yield state
 
 
 # --- archives ------------------------------------------------------------------------------------
