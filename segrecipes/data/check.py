@@ -327,7 +327,7 @@ class _PairChecker:
             pixels = _decoded(lambda path: read_image(path, channels), pair.image, add)
             if (pixels is not None and pixels.dtype != torch.uint8 and self.layout.stats is None
                     and image.mode not in SIXTEEN_BIT_MODES):
-                add(pair.image, "16-bit-image", f"{pixels.dtype} pixels: give data.mean and data.std (or 'auto') "
+                add(pair.image, "16-bit-image", f"{pixels.dtype} pixels: give data.mean and data.std "
                     "to normalize them")
         if self.level.masks and index_mask:
             raw = _decoded(lambda path: read_mask_values(path, self.layout), pair.mask, add)

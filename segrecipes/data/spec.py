@@ -59,13 +59,12 @@ def split_layout(cfg: DataConfig, split: str) -> SplitLayout | None:
 
 
 def channel_stats(cfg: DataConfig) -> ChannelStats | None:
-    """``data.mean``/``data.std`` as a normalization; None for ImageNet's on 8-bit RGB (done on the device),
-    and while they are still ``auto`` (the statistics are read from the stored images, before normalizing)."""
+    """``data.mean``/``data.std`` as a normalization; None for ImageNet's on 8-bit RGB (done on the device)."""
     if (cfg.mean is None) != (cfg.std is None):
         raise DataError("give data.mean and data.std together (or neither: ImageNet's, for 8-bit RGB)")
     if cfg.in_channels != 3 and cfg.mean is None:
-        raise DataError(f"data.in_channels is {cfg.in_channels}: give data.mean and data.std per channel, or 'auto' "
-                        "to take them from `segrecipes data stats`")
+        raise DataError(f"data.in_channels is {cfg.in_channels}: give data.mean and data.std per channel (in the "
+                        "images' stored units)")
     for key in ("mean", "std"):
         value = getattr(cfg, key)
         if isinstance(value, list) and len(value) != cfg.in_channels:
