@@ -76,8 +76,8 @@ class DataConfig(Section):
     palette: str | None = None  # colour masks: a palette file (R G B name per line, or CSV) or an indexed PNG
     # any dataset
     in_channels: int = Field(3, ge=1)  # image channels (.npy/.tif images may have more than 3)
-    mean: list[float] | None = None  # per channel, in stored units; None: ImageNet's, for 8-bit RGB
-    std: list[float] | None = None
+    mean: list[float] | Literal["auto"] | None = None  # per channel, in stored units; None: ImageNet's, for 8-bit RGB
+    std: list[float] | Literal["auto"] | None = None  # "auto": from `segrecipes data stats` of the training split
     transform: str | None = None  # package.module:callable, (uint8 image, mask) -> (image, mask), after the pipeline
     # synthetic datasets only
     synthetic_train_size: int = Field(256, gt=0)
@@ -192,6 +192,15 @@ class LossConfig(Section):
     name: Literal["ce", "dice_ce"] = "ce"
     ce_weight: float | None = Field(None, ge=0)
     dice_weight: float | None = Field(None, ge=0)
+    # per class, or "auto" (median-frequency balancing from the training split's pixel counts); cross-entropy only
+    class_weights: list[float] | Literal["auto"] | None = None
+
+    @field_validator("class_weights")
+    @classmethod
+    def _check_weights(cls, value: list[float] | str | None) -> list[float] | str | None:
+        if isinstance(value, list) and (not value or min(value) < 0 or max(value) == 0):
+            raise ValueError("class weights must be >= 0, one per class, not all 0")
+        return value
 
 
 class EMAConfig(Section):

@@ -9,9 +9,9 @@ the same trainer and methods serve someone's own model and data without a config
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -20,7 +20,9 @@ from torch.utils.data import Subset
 from segrecipes.config import ConfigError, Duration, OptimizerConfig, RunConfig
 from segrecipes.data.augmented import AugmentedDataset
 from segrecipes.data.check import training_checks
+from segrecipes.data.errors import DataError
 from segrecipes.data.spec import SPLITS, RawDataset, build_raw_dataset, parse_data_spec, train_transform
+from segrecipes.data.stats import cached_stats, median_frequency_weights
 from segrecipes.engine.clock import Clock
 from segrecipes.engine.distributed import DistInfo, barrier, init_distributed
 from segrecipes.engine.settings import TrainSettings
@@ -33,8 +35,9 @@ from segrecipes.models.parts import backbone_of
 from segrecipes.optim import SGDW, LRSchedule, parameter_groups
 
 Split = RawDataset | Subset  # a split, or what is left of it without its bad files
-__all__ = ["build_network", "build_trainer", "inference_options", "run_clock", "timed_constants", "train_settings",
-           "training_data", "validation_data"]
+T = TypeVar("T")
+__all__ = ["build_network", "build_trainer", "inference_options", "resolved_statistics", "run_clock",
+           "timed_constants", "train_settings", "training_data", "validation_data"]
 
 
 def build_trainer(
@@ -50,14 +53,15 @@ def build_trainer(
     settings = train_settings(config)  # refuses a logger whose package is missing, before any work
     dist = dist or init_distributed(config.train.device)
     torch.manual_seed(config.train.seed)  # the model's initial weights do not depend on the rank
-    train_raw, val_raw, class_names, ignore_index = _checked_datasets(config, dist)
+    config, (train_raw, val_raw, class_names, ignore_index) = _checked_datasets(config, dist)
     model = build_network(config, len(class_names))
     optimizer = build_optimizer(config.optimizer, model)
     train_data = training_data(config, train_raw)
     clock = run_clock(config, len(train_data))
+    loss = SegmentationLoss.named(config.loss.name, ignore_index, config.loss.ce_weight, config.loss.dice_weight,
+                                  _class_weights(config, dist, class_names, train_raw))
     trainer = Trainer(
-        model, SegmentationLoss.named(config.loss.name, ignore_index, config.loss.ce_weight, config.loss.dice_weight),
-        optimizer, train_data, settings,
+        model, loss, optimizer, train_data, settings,
         val_data=val_raw,
         methods=[*build_methods(config, len(class_names), ignore_index, clock, model), *extra_methods],
         lr_schedule=_lr_schedule(config, clock), inference=inference_options(config),
@@ -191,27 +195,68 @@ def _lr_schedule(config: RunConfig, clock: Clock) -> LRSchedule:
     return LRSchedule(section.name, clock.fraction_of_run(section.warmup), section.power, section.final_lr_ratio)
 
 
-def _checked_datasets(config: RunConfig, dist: DistInfo) -> tuple[Split, Split, list[str], int]:
+def _checked_datasets(config: RunConfig, dist: DistInfo) -> tuple[RunConfig, tuple[Split, Split, list[str], int]]:
     """Both splits, their class names and ignore index, after the files were checked (headers, and
     every mask's values: cached). A problem ends the run here, or with ``data.skip_bad`` its pairs are
-    left out and counted. Rank 0 checks first and fills the cache; the other ranks then read it."""
+    left out and counted. Rank 0 checks first and fills the cache; the other ranks then read it.
+    Returned with ``config``, its ``data.mean``/``data.std: auto`` resolved (:func:`resolved_statistics`)."""
     data = config.data
     splits: dict[str, Split] = {split: build_raw_dataset(data, split) for split in SPLITS}
     names, ignore_index = list(splits["train"].class_names), splits["train"].ignore_index
+    bad: dict[str, set[int]] = {split: set() for split in SPLITS}
     if data.check and parse_data_spec(data.spec)[1] is not None:
-        if not dist.is_main:
-            barrier()
-        try:
-            report = training_checks(data)
-        finally:
-            if dist.is_main:
-                barrier()
+        report = _main_first(dist, lambda: training_checks(data))
         if not data.skip_bad:
             report.raise_if_errors()
-        for split, raw in splits.items():
-            bad = set(report.bad_indices(split))
-            if bad:
-                splits[split] = Subset(raw, [index for index in range(len(raw)) if index not in bad])
-                warnings.warn(f"data.skip_bad: the {split} split without {len(bad)} bad file(s) of {data.spec}",
-                              stacklevel=3)
-    return splits["train"], splits["val"], names, ignore_index
+        bad = {split: set(report.bad_indices(split)) for split in SPLITS}
+    if "auto" in (data.mean, data.std):  # the splits again, normalized with the training split's numbers
+        config = resolved_statistics(config, dist, exclude=bad["train"])
+        splits = {split: build_raw_dataset(config.data, split) for split in SPLITS}
+    for split, raw in splits.items():
+        if bad[split]:
+            splits[split] = Subset(raw, [index for index in range(len(raw)) if index not in bad[split]])
+            warnings.warn(f"data.skip_bad: the {split} split without {len(bad[split])} bad file(s) of {data.spec}",
+                          stacklevel=3)
+    return config, (splits["train"], splits["val"], names, ignore_index)
+
+
+def _main_first(dist: DistInfo | None, compute: Callable[[], T]) -> T:
+    """Rank 0 computes first and fills the cache; the other ranks then read it instead of all counting at once."""
+    if dist is None:
+        return compute()
+    if not dist.is_main:
+        barrier()
+    try:
+        return compute()
+    finally:
+        if dist.is_main:
+            barrier()
+
+
+def _class_weights(config: RunConfig, dist: DistInfo, class_names: list[str], train: Split) -> list[float] | None:
+    """``loss.class_weights`` as given (one per class), or for ``auto`` median-frequency weights of the
+    training split as it is trained on (without the pairs ``data.skip_bad`` left out)."""
+    weights = config.loss.class_weights
+    if isinstance(weights, list) and len(weights) != len(class_names):
+        raise ConfigError(f"loss.class_weights has {len(weights)} values but {config.data.spec} has "
+                          f"{len(class_names)} classes")
+    if weights != "auto":
+        return weights
+    exclude = set(range(len(train.dataset))) - set(train.indices) if isinstance(train, Subset) else set()
+    return median_frequency_weights(_main_first(dist, lambda: cached_stats(config.data, "train", exclude=exclude)))
+
+
+def resolved_statistics(config: RunConfig, dist: DistInfo | None = None, exclude: Collection[int] = ()) -> RunConfig:
+    """``config`` with ``data.mean``/``data.std: auto`` replaced by the training split's per-channel numbers
+    (without the pairs at ``exclude``), so that the run, its checkpoint and later evaluation normalize with
+    the same fixed values. Rank 0 counts first and fills the cache."""
+    data = config.data
+    if "auto" not in (data.mean, data.std):
+        return config
+    stats = _main_first(dist, lambda: cached_stats(data, "train", exclude=exclude))
+    if data.std == "auto" and min(stats.channel_std) <= 0:
+        raise DataError(f"data.std: auto: a channel of {data.spec}'s training images is constant "
+                        f"(std {stats.channel_std}); give data.mean and data.std")
+    resolved = {"mean": stats.channel_mean if data.mean == "auto" else data.mean,
+                "std": stats.channel_std if data.std == "auto" else data.std}
+    return config.model_copy(update={"data": data.model_copy(update=resolved)})

@@ -1,4 +1,4 @@
-"""``segrecipes data``: check a dataset for every problem at once, or download ADE20k / CamVid."""
+"""``segrecipes data``: check a dataset for every problem at once, count what it holds, or download ADE20k / CamVid."""
 
 from __future__ import annotations
 
@@ -8,13 +8,18 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 
 from segrecipes.config import ConfigError, DataConfig, build_config, merge_dicts, parse_override
 from segrecipes.data.check import Report, cheap_checks, check_dataset
 from segrecipes.data.download import DATASETS, download_dataset
+from segrecipes.data.errors import DataError
+from segrecipes.data.spec import parse_data_spec
+from segrecipes.data.stats import DatasetStats, cached_stats, median_frequency_weights, write_json
 
-data_app = typer.Typer(help="Check a dataset for problems, or download ADE20k / CamVid.", no_args_is_help=True)
+data_app = typer.Typer(help="Check a dataset for problems, count what it holds, or download ADE20k / CamVid.",
+                       no_args_is_help=True)
 ERROR_EXIT_CODE = 2
 
 
@@ -45,6 +50,70 @@ def check_command(
         _print_report(report, Console())
     if not report.ok:
         raise typer.Exit(ERROR_EXIT_CODE)
+
+
+@data_app.command("stats")
+def stats_command(
+    spec: Annotated[str, typer.Argument(help="ade20k:PATH | camvid:PATH | folder:PATH (as for --data)")],
+    split: Annotated[str, typer.Option(help="The split to count.")] = "train",
+    out: Annotated[Optional[Path], typer.Option(help="JSON file, or a folder for data-stats-SPLIT.json "
+                                                     "(default: in the dataset's folder).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON.")] = False,
+    num_classes: Annotated[Optional[int], typer.Option(help="folder: the class count without a classes.txt.")] = None,
+    ignore_value: Annotated[int, typer.Option(help="folder: the raw mask value that is not evaluated.")] = 255,
+    reduce_zero_label: Annotated[bool, typer.Option(help="folder: raw 0 is unlabelled and v -> v - 1.")] = False,
+    overrides: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="data.KEY=VALUE as for train (e.g. data.palette=FILE, data.in_channels=4).")] = None,
+) -> None:
+    """Pixels per class with median-frequency weights (for loss.class_weights), channel mean/std (for
+    data.mean/std), image sizes; also written as JSON."""
+    data = {"spec": spec, "num_classes": num_classes, "ignore_value": ignore_value,
+            "reduce_zero_label": reduce_zero_label}
+    cfg = data_options(data, overrides or [], "data stats options")
+    stats = cached_stats(cfg, split)
+    summary = {**stats.to_dict(), "frequencies": stats.frequencies,
+               "median_frequency_weights": median_frequency_weights(stats)}
+    console = Console(stderr=json_out)  # --json: stdout holds the JSON only
+    if json_out:
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_stats(stats, summary["median_frequency_weights"], console)
+    _write_summary(summary, out, spec, split, console)
+
+
+def _write_summary(summary: dict[str, object], out: Path | None, spec: str, split: str, console: Console) -> None:
+    """To ``--out`` (a failure is an error), else next to the dataset (a read-only folder only warns)."""
+    name = f"data-stats-{split}.json"
+    root = parse_data_spec(spec)[1]
+    if out is not None:
+        path = out / name if out.is_dir() else out
+    elif root is not None:
+        path = root / name
+    else:  # synthetic data without --out: nowhere to put it
+        return
+    try:
+        write_json(path, summary)
+    except OSError as error:
+        if out is not None:
+            raise DataError(f"{path}: cannot write the statistics ({error.strerror})") from None
+        _say(console, ("warning", "yellow"), f": {path} not written ({error.strerror}); pass --out PATH")
+        return
+    _say(console, f"written: {path}")
+
+
+def _print_stats(stats: DatasetStats, weights: list[float], console: Console) -> None:
+    table = Table("class", "pixels", "frequency", "median-freq weight",
+                  title=f"{stats.spec} {stats.split}: {stats.num_images} images, {stats.ignored_pixels} ignored pixels")
+    for name, pixels, frequency, weight in zip(stats.class_names, stats.class_pixels, stats.frequencies, weights):
+        table.add_row(Text(name), str(pixels), f"{frequency:.4f}", f"{weight:.4f}")
+    console.print(table)
+    _say(console, f"channel mean: {_numbers(stats.channel_mean)}   std: {_numbers(stats.channel_std)}")
+    _say(console, "image sizes (width x height: images): "
+         + ", ".join(f"{size}: {count}" for size, count in stats.sizes.items()))
+
+
+def _numbers(values: list[float]) -> str:
+    return "[" + ", ".join(f"{value:.3f}" for value in values) + "]"
 
 
 def data_options(data: dict[str, object], overrides: list[str], source: str) -> DataConfig:

@@ -204,7 +204,8 @@ def _check(
         issues = _read_cache(cache)
         if issues is None:
             issues = [_issue(problem, split) for problem in problems]
-            pair_issues, values = _check_pairs(pairs, layout, level, workers)
+            normalized = layout.stats is not None or "auto" in (cfg.mean, cfg.std)
+            pair_issues, values = _check_pairs(pairs, layout, level, normalized, workers)
             issues += pair_issues + _label_convention_issues(layout, split, values)
             _write_cache(cache, issues)
         report.issues += issues
@@ -216,10 +217,10 @@ def _issue(problem: Problem, split: str) -> Issue:
 
 
 def _check_pairs(
-    pairs: list[_Pair], layout: SplitLayout, level: _Level, workers: int | None
+    pairs: list[_Pair], layout: SplitLayout, level: _Level, normalized: bool, workers: int | None
 ) -> tuple[list[Issue], set[int]]:
     """Every pair's issues, and the stored mask values met in the split (index masks, when decoded)."""
-    checker = _PairChecker(layout, level)
+    checker = _PairChecker(layout, level, normalized)
     with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
         results = list(pool.map(checker, pairs))
     return [issue for issues, _ in results for issue in issues], {value for _, values in results for value in values}
@@ -249,7 +250,13 @@ def _label_convention_issues(layout: SplitLayout, split: str, values: set[int]) 
     return []
 
 
-def _fingerprint(layout: SplitLayout, pairs: list[_Pair], level: _Level) -> str:
+def files_fingerprint(layout: SplitLayout, purpose: str) -> str:
+    """The key of another cache of what a split's files hold (``purpose`` keeps it apart from the checks')."""
+    found, _ = pair_files(layout.image_dir, layout.mask_dir)
+    return _fingerprint(layout, [_Pair("", index, image, mask) for index, (image, mask) in enumerate(found)], purpose)
+
+
+def _fingerprint(layout: SplitLayout, pairs: list[_Pair], level: _Level | str) -> str:
     """Changes whenever a file is added, removed, rewritten or renamed, or the label mapping changes."""
     digest = hashlib.sha256(f"v{_CACHE_VERSION} {level} {layout.image_dir} {layout.mask_dir}".encode())
     digest.update(layout.table.numpy().tobytes())
@@ -303,9 +310,10 @@ def _read_header(path: Path, channels: int) -> _Header:
 class _PairChecker:
     """All checks of one image/mask pair; called from worker threads, so it only reads."""
 
-    def __init__(self, layout: SplitLayout, level: _Level) -> None:
+    def __init__(self, layout: SplitLayout, level: _Level, normalized: bool) -> None:
         self.layout = layout
         self.level = level
+        self.normalized = normalized  # data.mean/std given, or auto (counted when training starts)
 
     def __call__(self, pair: _Pair) -> tuple[list[Issue], set[int]]:
         issues: list[Issue] = []
@@ -325,10 +333,10 @@ class _PairChecker:
         if self.level.images and image is not None:
             channels = self.layout.channels
             pixels = _decoded(lambda path: read_image(path, channels), pair.image, add)
-            if (pixels is not None and pixels.dtype != torch.uint8 and self.layout.stats is None
+            if (pixels is not None and pixels.dtype != torch.uint8 and not self.normalized
                     and image.mode not in SIXTEEN_BIT_MODES):
                 add(pair.image, "16-bit-image", f"{pixels.dtype} pixels: give data.mean and data.std "
-                    "to normalize them")
+                    "(or auto) to normalize them")
         if self.level.masks and index_mask:
             raw = _decoded(lambda path: read_mask_values(path, self.layout), pair.mask, add)
             bad = bad_label_values(raw, self.layout) if raw is not None else []

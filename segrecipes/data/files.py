@@ -239,5 +239,5 @@ class SegmentationFiles(Dataset):
         if self.layout.stats is not None:
             return self.layout.stats(image), labels
         if image.dtype != torch.uint8:
-            raise DataError(f"{self.pairs[index][0]}: {image.dtype} pixels need data.mean and data.std")
+            raise DataError(f"{self.pairs[index][0]}: {image.dtype} pixels need data.mean and data.std (or auto)")
         return image, labels

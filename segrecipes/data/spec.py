@@ -64,7 +64,7 @@ def channel_stats(cfg: DataConfig) -> ChannelStats | None:
         raise DataError("give data.mean and data.std together (or neither: ImageNet's, for 8-bit RGB)")
     if cfg.in_channels != 3 and cfg.mean is None:
         raise DataError(f"data.in_channels is {cfg.in_channels}: give data.mean and data.std per channel (in the "
-                        "images' stored units)")
+                        "images' stored units), or auto (from the training split)")
     for key in ("mean", "std"):
         value = getattr(cfg, key)
         if isinstance(value, list) and len(value) != cfg.in_channels:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+import yaml
 from PIL import Image
 
 from segrecipes.cli.main import main
@@ -143,6 +144,22 @@ def test_four_band_tiff_tiles_train(tmp_path: Path, model: str) -> None:
     stored = torch.from_numpy(tifffile.imread(root / "images" / "train" / "0.tif").astype(np.float32)).permute(2, 0, 1)
     assert image.dtype == torch.float32 and torch.allclose(image, (stored - 2000) / 1150)
     assert _train(f"folder:{root}", *stats, f"model.name={model}")["step"] == 6
+
+
+def test_auto_channel_statistics_are_counted_from_the_training_tiles_and_saved_with_the_run(
+    tmp_path: Path, capsys
+) -> None:
+    root = tmp_path / "tiles"
+    _tiff_dataset(root)
+    options = ("data.in_channels=4", "data.mean=auto", "data.std=auto", "data.num_classes=3")
+    assert main_exit(["data", "check", f"folder:{root}", *(f"--set={option}" for option in options)]) == 0
+    assert "16-bit-image" not in capsys.readouterr().out  # auto normalizes them: no advice to give numbers
+    bands = np.stack([tifffile.imread(root / "images" / "train" / f"{index}.tif") for index in range(4)]).astype(float)
+    run = tmp_path / "run"
+    build_trainer(tiny_config(f"data.spec=folder:{root}", *options, "train.duration=2ba"), run).fit()
+    saved = yaml.safe_load((run / "config.yaml").read_text())["data"]
+    assert saved["mean"] == pytest.approx(bands.mean(axis=(0, 1, 2)).tolist(), rel=1e-9)
+    assert saved["std"] == pytest.approx(bands.std(axis=(0, 1, 2)).tolist(), rel=1e-9)
 
 
 def test_a_user_transform_runs_after_the_pipeline_seeded_per_sample(tmp_path: Path) -> None:

@@ -59,4 +59,4 @@ def test_a_first_release_run_folder_evaluates_and_resumes(tmp_path: Path, capsys
     assert resumed["step"] == 4 and [row["step"] for row in resumed["history"]] == [1, 2, 3, 4]
     assert all("miou" in row for row in resumed["history"])  # the old rows under today's names
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
-    assert state["config"]["loss"] == {"name": "ce", "ce_weight": 0.375, "dice_weight": 1.125}
+    assert state["config"]["loss"] == {"name": "ce", "ce_weight": 0.375, "dice_weight": 1.125, "class_weights": None}
