@@ -170,6 +170,7 @@ class TrainConfig(Section):
     best_metric: str = "miou"  # what decides best.pt: miou, mdice, macc, pixel_acc, ... or iou/<class>
     early_stop_patience: int | None = Field(None, ge=1)  # evaluations without a new best before the run ends
     progress: Literal["auto", "rich", "plain", "none"] = "auto"
+    dist_timeout: float = Field(1800, gt=0)  # seconds a collective waits for the other ranks before failing
 
     @field_validator("duration", "dur_base")
     @classmethod

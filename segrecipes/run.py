@@ -25,6 +25,7 @@ from segrecipes.data.spec import SPLITS, RawDataset, build_raw_dataset, parse_da
 from segrecipes.data.stats import cached_stats, median_frequency_weights
 from segrecipes.engine.clock import Clock
 from segrecipes.engine.distributed import DistInfo, barrier, init_distributed
+from segrecipes.engine.remote import RemoteMirror
 from segrecipes.engine.settings import TrainSettings
 from segrecipes.engine.trainer import Trainer
 from segrecipes.evaluation.options import InferenceOptions
@@ -46,12 +47,13 @@ def build_trainer(
     resume: dict[str, Any] | None = None,
     dist: DistInfo | None = None,
     extra_methods: Sequence[Method] = (),
+    mirror: RemoteMirror | None = None,
 ) -> Trainer:
     """A trainer for ``config`` writing to ``run_dir`` (None: nothing written), continuing the
     checkpoint ``resume`` when given; ``extra_methods`` (your own) run beside the config's. Bad data
-    is refused here, before the first step."""
+    is refused here, before the first step. With a ``mirror``, ``run_dir`` is its staging folder."""
     settings = train_settings(config)  # refuses a logger whose package is missing, before any work
-    dist = dist or init_distributed(config.train.device)
+    dist = dist or init_distributed(config.train.device, config.train.dist_timeout)
     torch.manual_seed(config.train.seed)  # the model's initial weights do not depend on the rank
     config, (train_raw, val_raw, class_names, ignore_index) = _checked_datasets(config, dist)
     model = build_network(config, len(class_names))
@@ -66,6 +68,7 @@ def build_trainer(
         methods=[*build_methods(config, len(class_names), ignore_index, clock, model), *extra_methods],
         lr_schedule=_lr_schedule(config, clock), inference=inference_options(config),
         class_names=class_names, ignore_index=ignore_index, run_dir=run_dir, config=config.to_dict(), dist=dist,
+        mirror=mirror,
     )
     if resume is not None:
         trainer.load_state_dict(resume)

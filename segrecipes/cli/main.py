@@ -19,6 +19,7 @@ from segrecipes.cli.recipes import recipes_app
 from segrecipes.cli.report import report_command
 from segrecipes.cli.train import train_command
 from segrecipes.cli.weights import weights_app
+from segrecipes.engine.distributed import CollectiveError
 from segrecipes.engine.interrupt import RunInterrupted, TrainingDiverged
 
 app = typer.Typer(
@@ -57,8 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     except RunInterrupted as stopped:
         print(str(stopped), file=sys.stderr)
         sys.exit(0)
-    except TrainingDiverged as diverged:
-        print(f"error: {diverged}", file=sys.stderr)
+    except (TrainingDiverged, CollectiveError) as failed:  # the run itself failed: not bad input
+        print(f"error: {failed}", file=sys.stderr)
         sys.exit(1)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -11,6 +12,8 @@ from rich.console import Console
 
 from segrecipes.config import ConfigError, RunConfig, build_config, load_config, merge_dicts, parse_override
 from segrecipes.engine.checkpoint import checkpoint_candidates, latest_checkpoint
+from segrecipes.engine.distributed import node_layout
+from segrecipes.engine.remote import RemoteMirror, is_url, open_mirror
 from segrecipes.run import build_trainer
 
 
@@ -21,15 +24,22 @@ def _overrides(data: str | None, duration: str | None, loss: str | None, sets: l
     return shortcuts + sets
 
 
-def _resumed_config(run_dir: Path, overrides: list[str]) -> tuple[RunConfig, dict]:
-    """The run's saved config with ``overrides`` on top, and its newest checkpoint. A run extended to a
-    new duration keeps its ``dur`` constants (EMA half-life, intervals) in the batches they meant."""
-    _, state = latest_checkpoint(run_dir)
+def _holds_checkpoint(folder: Path, mirror: RemoteMirror | None) -> bool:
+    return mirror.has_checkpoint() if mirror is not None else bool(checkpoint_candidates(folder))
+
+
+def _resumed_config(run_dir: Path, overrides: list[str], mirror: RemoteMirror | None = None
+                    ) -> tuple[RunConfig, dict]:
+    """The run's saved config with ``overrides`` on top, and its newest checkpoint (the remote folder's with a
+    ``mirror``). A run extended to a new duration keeps its ``dur`` constants (EMA half-life, intervals) in
+    the batches they meant."""
+    _, state = mirror.latest_checkpoint() if mirror is not None else latest_checkpoint(run_dir)
+    where = mirror.url if mirror is not None else run_dir
     saved = data = state["config"]
     for override in overrides:
         data = merge_dicts(data, parse_override(override))
-    config = build_config(data, f"{run_dir}/checkpoints")
-    before = build_config(saved, f"{run_dir}/checkpoints").train
+    config = build_config(data, f"{where}/checkpoints")
+    before = build_config(saved, f"{where}/checkpoints").train
     if config.train.duration != before.duration and config.train.dur_base is None:
         config.train.dur_base = before.duration
     return config, state
@@ -44,7 +54,8 @@ def train_command(
         = None,
     loss: Annotated[Optional[str], typer.Option(help="ce | dice_ce (0.375 CE + 1.125 Dice, the recipes' loss)")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="section.key=value override (repeatable).")] = None,
-    run_dir: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/<recipe>-<time>).")] = None,
+    run_dir: Annotated[Optional[str], typer.Option(
+        help="Run folder, local or on object storage: s3://bucket/run (default runs/<recipe>-<time>).")] = None,
     resume: Annotated[Optional[str], typer.Option(
         help="Continue the run in this folder (--duration extends it); 'auto' resumes --run-dir if it has a checkpoint.")] = None,
 ) -> None:
@@ -52,25 +63,39 @@ def train_command(
     console = Console()
     overrides = _overrides(data, duration, loss, list(set_ or []))
     automatic = resume == "auto"  # the same command line starts a run or continues it (torchrun restarts)
+    if automatic and run_dir is None:
+        raise ConfigError("--resume auto needs --run-dir (the folder to resume if it holds a checkpoint)")
+    rank = int(os.environ.get("RANK", "0"))  # torchrun's; the process group starts later, in build_trainer
+    location = run_dir if resume is None or automatic else resume
+    # a folder on object storage: a missing package or an unreachable bucket ends the run here, before any work
+    mirror = open_mirror(location, rank) if location is not None and is_url(location) else None
     if automatic:
-        if run_dir is None:
-            raise ConfigError("--resume auto needs --run-dir (the folder to resume if it holds a checkpoint)")
-        resume = str(run_dir) if checkpoint_candidates(run_dir) else None
+        resume = run_dir if _holds_checkpoint(Path(run_dir), mirror) else None
     if resume is not None:
         if (recipe or config or methods) and not automatic:
             raise ConfigError("--resume takes the run's own config; only --duration, --data and --set may change it")
-        folder = Path(resume)
-        cfg, state = _resumed_config(folder, overrides)
+        folder = mirror.local if mirror is not None else Path(resume)
+        cfg, state = _resumed_config(folder, overrides, mirror)
+        if mirror is not None and rank == 0:
+            mirror.pull()  # the run's logs, TensorBoard events and best.pt, which the resumed run continues
     else:
         cfg = load_config(recipe, config, overrides, [m.strip() for m in (methods or "").split(",") if m.strip()])
         state = None
-        folder = run_dir or Path("runs") / f"{cfg.recipe.name or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"
-        if checkpoint_candidates(folder):
-            raise ConfigError(f"--run-dir {folder}: already holds checkpoints; use --resume {folder} or another folder")
-    trainer = build_trainer(cfg, folder, resume=state)
+        folder = mirror.local if mirror is not None else Path(run_dir) if run_dir else (
+            Path("runs") / f"{cfg.recipe.name or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if _holds_checkpoint(folder, mirror):
+            shown = run_dir or folder
+            raise ConfigError(f"--run-dir {shown}: already holds checkpoints; use --resume {shown} or another folder")
+    trainer = build_trainer(cfg, folder, resume=state, mirror=mirror)
     if trainer.dist.is_main:
-        console.print(f"run folder: {folder}  ({', '.join(cfg.enabled_methods()) or 'no methods'}; "
+        shown = f"{mirror.url} (staged in {folder})" if mirror is not None else folder
+        console.print(f"run folder: {shown}  ({', '.join(cfg.enabled_methods()) or 'no methods'}; "
                       f"{cfg.model.name} {cfg.model.backbone}; data {cfg.data.spec})")
+        nodes, per_node = node_layout(trainer.dist.world_size)
+        probed = cfg.train.device_microbatch_size == "auto" and trainer.device.type == "cuda"
+        console.print(f"world size {trainer.dist.world_size} ({nodes} node{'s' if nodes > 1 else ''} x {per_node}), "
+                      f"{trainer.batch_per_rank} images per rank, microbatch "
+                      f"{'auto (found before the first step)' if probed else trainer.microbatch}")
     summary = trainer.fit()
     if trainer.dist.is_main:
         start = summary["history"][0] if summary["history"] and summary["history"][0]["step"] == 0 else None

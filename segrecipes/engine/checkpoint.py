@@ -12,8 +12,9 @@ import os
 import random
 import re
 import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -22,6 +23,12 @@ from torch import nn
 LAST = "last.pt"
 BEST = "best.pt"
 _STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
+T = TypeVar("T")
+
+
+def is_step_file(name: str) -> bool:
+    """Whether ``name`` is a training checkpoint's file name, ``step-N.pt``."""
+    return _STEP_FILE.match(name) is not None
 
 
 class CheckpointError(ValueError):
@@ -110,12 +117,19 @@ def latest_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]]:
     candidates = checkpoint_candidates(run_dir)
     if not candidates:
         raise CheckpointError(f"{run_dir}: no checkpoint found under {run_dir / 'checkpoints'}")
-    for path in candidates:
+    return first_loadable(candidates, load_checkpoint, run_dir)
+
+
+def first_loadable(candidates: Iterable[T], load: Callable[[T], dict[str, Any]], where: object
+                   ) -> tuple[T, dict[str, Any]]:
+    """The first of ``candidates`` (newest first) that ``load`` reads, skipping unreadable ones with a warning:
+    a damaged file costs one checkpoint, not the run. Local and remote run folders share it."""
+    for candidate in candidates:
         try:
-            return path, load_checkpoint(path)
+            return candidate, load(candidate)
         except CheckpointError as error:
-            warnings.warn(f"skipping unreadable checkpoint: {error}", stacklevel=2)
-    raise CheckpointError(f"{run_dir}: every checkpoint is unreadable")
+            warnings.warn(f"skipping unreadable checkpoint: {error}", stacklevel=3)
+    raise CheckpointError(f"{where}: every checkpoint is unreadable")
 
 
 def resolve_checkpoint(path: Path | str) -> tuple[Path, dict[str, Any]]:

@@ -9,11 +9,6 @@ from __future__ import annotations
 import signal
 from types import FrameType, TracebackType
 
-import torch
-import torch.distributed as dist
-
-from segrecipes.engine.distributed import control_group, is_distributed
-
 
 class RunInterrupted(Exception):
     """Raised after the checkpoint of an interrupted run is written; the CLI exits 0 on it."""
@@ -24,7 +19,8 @@ class TrainingDiverged(RuntimeError):
 
 
 class StopSignal:
-    """Context manager recording SIGTERM/SIGINT instead of dying mid-step."""
+    """Context manager recording SIGTERM/SIGINT instead of dying mid-step (``received``: the signal); the
+    trainer agrees on it across ranks, so that all stop at the same step."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -48,16 +44,3 @@ class StopSignal:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
-
-    def requested(self) -> bool:
-        """Whether any rank got a signal, agreed across ranks so all stop at the same step.
-
-        The agreement is a host-side all-reduce of one CPU number (gloo): a network round trip, but
-        no synchronization with the GPU, whose queue keeps running ahead of the host.
-        """
-        flag = self.received is not None
-        if is_distributed():
-            tensor = torch.tensor(float(flag))
-            dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=control_group())
-            flag = bool(tensor.item())
-        return flag

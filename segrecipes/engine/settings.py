@@ -27,6 +27,8 @@ class TrainSettings:
     ``early_stop_patience`` the run ends after that many evaluations without a new best. ``log_images``
     validation images (chosen once from the seed) are rendered at each evaluation into the run folder.
     ``loggers`` (``tensorboard``, ``wandb``, ``mlflow``) receive what ``metrics.jsonl`` holds, on rank 0.
+    Under torchrun a collective that waits ``dist_timeout`` seconds for another rank fails with a message
+    naming the rank and the step, instead of the job hanging.
     """
 
     duration: Duration | str = "1ep"
@@ -49,6 +51,7 @@ class TrainSettings:
     best_metric: str = "miou"
     early_stop_patience: int | None = None
     progress: Literal["auto", "rich", "plain", "none"] = "auto"
+    dist_timeout: float = 1800.0  # seconds a collective waits for the other ranks before the run fails
     num_workers: int = 0
     pin_memory: bool = True
     persistent_workers: bool = True

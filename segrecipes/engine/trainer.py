@@ -28,12 +28,13 @@ from segrecipes.data.sampler import TrainSampler
 from segrecipes.engine.checkpoint import CheckpointError, all_finite, rng_state, save_training_checkpoint, \
     set_rng_state, set_torch_rng_state, torch_rng_state
 from segrecipes.engine.clock import Clock
-from segrecipes.engine.distributed import DistInfo, init_distributed
+from segrecipes.engine.distributed import DistInfo, agreed_max, gathered, init_distributed, named_collective_errors
 from segrecipes.engine.interrupt import RunInterrupted, StopSignal, TrainingDiverged
 from segrecipes.engine.microbatch import MIN_MICROBATCH, probe_microbatch
 from segrecipes.engine.precision import amp_dtype_for, grad_scaler_for
 from segrecipes.engine.progress import ProgressBar
 from segrecipes.engine.record import RunRecord
+from segrecipes.engine.remote import RemoteMirror
 from segrecipes.engine.report import environment_info
 from segrecipes.engine.settings import TrainSettings
 from segrecipes.engine.skips import BufferGuard, SkipCounter
@@ -57,7 +58,8 @@ class Trainer:
     size) is scored under ``inference`` at every evaluation. ``lr_schedule`` maps the fraction of the
     run done to a learning-rate multiplier. With ``run_dir`` the run writes metrics, TensorBoard
     events, checkpoints and a summary there; ``config`` (a plain dict) is recorded with them so that
-    ``segrecipes eval`` can rebuild the model.
+    ``segrecipes eval`` can rebuild the model. With a ``mirror`` (a run folder on object storage, ``run_dir``
+    its local staging folder), rank 0 uploads each checkpoint and the run's files after it, and at the end.
     """
 
     def __init__(
@@ -77,6 +79,7 @@ class Trainer:
         run_dir: Path | str | None = None,
         config: dict[str, Any] | None = None,
         dist: DistInfo | None = None,
+        mirror: RemoteMirror | None = None,
     ) -> None:
         self.settings, self.loss_fn, self.optimizer = settings, loss_fn, optimizer
         self.train_data, self.val_data = train_data, val_data
@@ -89,7 +92,8 @@ class Trainer:
         if metric_error is not None:
             raise ConfigError(f"train.best_metric: {metric_error}")
         self.run_dir, self.config = (Path(run_dir) if run_dir is not None else None), config
-        self.dist = dist or init_distributed(settings.device)
+        self.mirror = mirror
+        self.dist = dist or init_distributed(settings.device, settings.dist_timeout)
         self.device = self.dist.device
         self.methods = arrange(methods)
         torch.manual_seed(settings.seed + self.dist.rank)
@@ -236,14 +240,17 @@ class Trainer:
                         bar.message(f"this run stopped early at step {clock.step}; raise train.early_stop_patience "
                                     "to train it further")
                 stopped_early = not clock.finished and self.record.stalled(settings.early_stop_patience)
-                return self.record.summary(clock, metrics, int(self.skips.total.item()), stopped_early,
-                                           environment_info(self.device, self.dist.world_size))
+                summary = self.record.summary(clock, metrics, int(self.skips.total.item()), stopped_early,
+                                              environment_info(self.device, self.dist.world_size))
             except BaseException:
                 self.record.close(failed=True)
                 raise
             finally:
                 bar.close()
                 self.record.close()
+        if self.mirror is not None and self.dist.is_main:
+            self.mirror.sync()  # the summary, the report and the closed TensorBoard files
+        return summary
 
     def _loop(self, stop: StopSignal, bar: ProgressBar) -> SegMetrics | None:
         clock, settings = self.clock, self.settings
@@ -252,11 +259,15 @@ class Trainer:
         metrics = None
         clock.restart_timer()
         patience = settings.early_stop_patience
-        while not clock.finished and not self.record.stalled(patience):
+        finished = clock.finished or self.record.stalled(patience)  # then decided after each step, by all ranks
+        while not finished:
             self.sampler.set_epoch(clock.epoch)
             self.sampler.set_start_batch(clock.batch_in_epoch)
             for images, target in self.loader:
-                result = self.step(images, target)
+                with named_collective_errors(self.dist.rank, clock.step + 1, settings.dist_timeout):
+                    result = self.step(images, target)
+                with named_collective_errors(self.dist.rank, clock.step, settings.dist_timeout):
+                    interrupted = self._agree(stop)
                 finished = clock.finished
                 if clock.step % settings.log_interval == 0 or finished:
                     self._log(result, last_log, bar)
@@ -270,17 +281,23 @@ class Trainer:
                                 "(it was never defined: is the class absent from the validation data?)")
                         bar.message(f"early stop at step {clock.step}: {patience} evaluations without a better "
                                     f"{settings.best_metric} {best}")
-                interrupted = stop.requested()
                 if finished or interrupted or clock.due(settings.checkpoint_interval, last_checkpoint_s):
                     self.save_checkpoint()
                     last_checkpoint_s = clock.elapsed_s
                 if interrupted:
+                    where = self.mirror.url if self.mirror is not None else self.run_dir
                     raise RunInterrupted(f"stopped by signal at step {clock.step}; checkpoint saved. "
-                                         f"Continue with: segrecipes train --resume {self.run_dir}")
+                                         f"Continue with: segrecipes train --resume {where}")
                 clock.other_done()  # evaluation, checkpoints and logging count towards wall time
                 if finished:
                     break
         return metrics
+
+    def _agree(self, stop: StopSignal) -> bool:
+        """Whether any rank got a signal; the clock takes the slowest rank's wall time. Every rank then
+        decides alike whether to evaluate, checkpoint or stop, also on wall-clock durations and intervals."""
+        signal, self.clock.elapsed_s = agreed_max([float(stop.received is not None), self.clock.elapsed_s])
+        return bool(signal)
 
     def _log(self, result: StepResult, last_log: tuple[int, float], bar: ProgressBar) -> None:
         clock = self.clock
@@ -369,15 +386,22 @@ class Trainer:
             method.load_state_dict(state["methods"].get(method.name, {}))
         self.clock.load_state_dict(state["clock"])
         self.record.load_state_dict(state)
-        set_rng_state(state["rng"])
+        ranks = state.get("rank_rng")  # this rank's own generators, when the run had as many ranks
+        set_rng_state(ranks[self.dist.rank] if ranks and len(ranks) == self.dist.world_size else state["rng"])
 
     def save_checkpoint(self) -> None:
-        """Write a training checkpoint (rank 0, with a run folder); refuses weights that are not finite."""
+        """Write a training checkpoint (rank 0, with a run folder); refuses weights that are not finite. Every
+        rank calls it at the same step: each rank's random generators are saved, so that dropout and MixUp
+        draw after a resume what they would have drawn."""
+        ranks = gathered(rng_state()) if self.dist.distributed else None
         if not self.dist.is_main or self.run_dir is None:
             return
         if not all_finite(self.model) or not all_finite(self.eval_model()):
             raise TrainingDiverged(f"non-finite weights at step {self.clock.step}; no checkpoint written")
-        save_training_checkpoint(self.state_dict(), self.run_dir / "checkpoints", self.settings.keep_last)
+        state = {**self.state_dict(), **({"rank_rng": ranks} if ranks else {})}
+        path = save_training_checkpoint(state, self.run_dir / "checkpoints", self.settings.keep_last)
+        if self.mirror is not None:
+            self.mirror.upload_checkpoint(path, self.settings.keep_last)
 
 
 def _target_on(device: torch.device, target: torch.Tensor) -> torch.Tensor:

@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-import signal
-
 import pytest
 import torch
 
+from helpers.faults import SignalAtStep
 from helpers.tiny import tiny_config
 
 from segrecipes.cli.train import _resumed_config
 from segrecipes.engine.checkpoint import latest_checkpoint
 from segrecipes.engine.interrupt import RunInterrupted
 from segrecipes.engine.trainer import Trainer
-from segrecipes.methods import EMA, Method, StepContext
+from segrecipes.methods import EMA
 from segrecipes.run import build_methods, build_trainer, run_clock
 
 pytestmark = pytest.mark.slow
-
-
-class SignalAtStep(Method):
-    """Sends SIGTERM to this process after a given step, as a scheduler's preemption would."""
-
-    name = "signal_at_step"
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def after_step(self, context: StepContext) -> None:
-        if context.step == self.step:
-            signal.raise_signal(signal.SIGTERM)
 
 
 def _weights(trainer: Trainer) -> dict[str, torch.Tensor]:
