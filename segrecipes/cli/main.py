@@ -21,6 +21,7 @@ from segrecipes.cli.train import train_command
 from segrecipes.cli.weights import weights_app
 from segrecipes.engine.distributed import CollectiveError
 from segrecipes.engine.interrupt import RunInterrupted, TrainingDiverged
+from segrecipes.engine.remote import UploadError
 
 app = typer.Typer(
     name="segrecipes",
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     except RunInterrupted as stopped:
         print(str(stopped), file=sys.stderr)
         sys.exit(0)
-    except (TrainingDiverged, CollectiveError) as failed:  # the run itself failed: not bad input
+    except (TrainingDiverged, CollectiveError, UploadError) as failed:  # the run itself failed: not bad input
         print(f"error: {failed}", file=sys.stderr)
         sys.exit(1)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,16 @@ def filesystem(url: str) -> tuple[AbstractFileSystem, str]:
     return fs, path.rstrip("/")
 
 
+class UploadError(RuntimeError):
+    """The run's files could not be copied to its remote folder at the end of the run."""
+
+
+def _reason(error: Exception) -> str:
+    """The storage library's error in one line (every library raises its own types; the message is what matters)."""
+    first = (str(error).strip().splitlines() or [""])[0]
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
 def check_writable(fs: AbstractFileSystem, root: str, url: str) -> None:
     """Write and delete a probe object, so that a wrong bucket, endpoint or credentials end the run before
     it trains rather than at its first checkpoint."""
@@ -76,9 +87,8 @@ def check_writable(fs: AbstractFileSystem, root: str, url: str) -> None:
     try:
         fs.pipe_file(probe, b"")
         fs.rm_file(probe)
-    except Exception as error:  # every storage library raises its own types, and the message is what matters
-        reason = (str(error).strip().splitlines() or [""])[0]
-        raise ConfigError(f"{url}: cannot write to the run folder ({type(error).__name__}: {reason})") from None
+    except Exception as error:  # every storage library raises its own types
+        raise ConfigError(f"{url}: cannot write to the run folder ({_reason(error)})") from None
 
 
 def mirrored(relative: str) -> bool:
@@ -101,6 +111,7 @@ class RemoteMirror:
     def __init__(self, url: str, fs: AbstractFileSystem, root: str, local: Path) -> None:
         self.url, self.fs, self.root, self.local = url.rstrip("/"), fs, root, local
         self._uploaded: dict[str, tuple[int, int]] = {}  # relative path -> (size, mtime) when last uploaded
+        self._pending: tuple[Path, int] | None = None  # the newest checkpoint, when its upload failed
 
     def _remote(self, relative: str) -> str:
         return f"{self.root}/{relative}"
@@ -175,7 +186,34 @@ class RemoteMirror:
 
     def upload_checkpoint(self, path: Path, keep_last: int) -> None:
         """After the local checkpoint ``path`` (``step-N.pt``) is written: upload it, sync the other files,
-        then point ``last`` at it, then prune. Each starts only once the one before has completed."""
+        then point ``last`` at it, then prune. Each starts only once the one before has completed.
+
+        A failed upload (a network blip, a store refusing for a while) costs that upload, not the run: a
+        warning, ``last`` still names a complete earlier checkpoint, and the next checkpoint or the end of the
+        run (:meth:`finish`) uploads again."""
+        try:
+            self._upload_checkpoint(path, keep_last)
+        except Exception as error:  # every storage library raises its own types
+            self._pending = (path, keep_last)
+            warnings.warn(f"{self.url}: {path.name} not uploaded ({_reason(error)}); it is kept in {path.parent} "
+                          "and the next checkpoint is uploaded again", stacklevel=2)
+        else:
+            self._pending = None
+
+    def finish(self) -> None:
+        """At the end of the run: the newest checkpoint if its upload failed, then every file that changed. A
+        failure now is an :class:`UploadError` that says where the files are."""
+        try:
+            if self._pending is not None:
+                self._upload_checkpoint(*self._pending)
+                self._pending = None
+            self.sync()
+        except Exception as error:  # every storage library raises its own types
+            raise UploadError(f"{self.url}: the end of the run could not be uploaded ({_reason(error)}); the run "
+                              f"folder is in {self.local}: copy it there before another run with this --run-dir "
+                              "empties it") from None
+
+    def _upload_checkpoint(self, path: Path, keep_last: int) -> None:
         self.fs.put_file(str(path), self._remote(f"checkpoints/{path.name}"))
         self.sync()
         self.fs.pipe_file(self._remote(f"checkpoints/{POINTER}"), f"{path.name}\n".encode())
@@ -190,6 +228,7 @@ class RemoteMirror:
         for name in steps:
             if name not in kept:
                 self.fs.rm_file(self._remote(f"checkpoints/{name}"))
+
 
 def open_mirror(url: str, rank: int = 0) -> RemoteMirror:
     """The mirror of the run folder ``url``, with an empty staging folder (the remote folder is the run; the

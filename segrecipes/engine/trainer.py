@@ -249,7 +249,7 @@ class Trainer:
                 bar.close()
                 self.record.close()
         if self.mirror is not None and self.dist.is_main:
-            self.mirror.sync()  # the summary, the report and the closed TensorBoard files
+            self.mirror.finish()  # the summary, the report and the closed TensorBoard files
         return summary
 
     def _loop(self, stop: StopSignal, bar: ProgressBar) -> SegMetrics | None:

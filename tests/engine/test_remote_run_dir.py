@@ -131,6 +131,36 @@ def test_resume_from_the_remote_folder_on_another_machine_is_bit_identical(bucke
 
 
 @pytest.mark.slow
+def test_a_refused_upload_costs_that_upload_not_the_run(s3, bucket) -> None:
+    """The store refuses one checkpoint: a warning, ``last`` stays on the one before, the next one is uploaded."""
+    url = f"s3://{bucket}/run"
+    mirror = open_mirror(url)
+    trainer = build_trainer(tiny_config(*FAST, "train.duration=3ba", "train.checkpoint_interval=1ba",
+                                        "train.keep_last=3"), mirror.local, mirror=mirror)
+    s3.refused_uploads = 1
+    with pytest.warns(UserWarning, match=rf"{url}: step-00000001.pt not uploaded \(\w+: .*\); it is kept in "):
+        assert trainer.fit()["step"] == 3
+    assert _names(bucket) == ["best.pt", POINTER, "step-00000002.pt", "step-00000003.pt"]
+    assert _fs().cat_file(f"{bucket}/run/checkpoints/{POINTER}") == b"step-00000003.pt\n"
+
+
+@pytest.mark.slow
+def test_a_refused_final_upload_is_one_line_saying_where_the_run_is(s3, bucket, capsys) -> None:
+    url = f"s3://{bucket}/run"
+    s3.refused_uploads = 2  # the last checkpoint, and its second try at the end of the run
+    with pytest.warns(UserWarning, match="step-00000002.pt not uploaded"):
+        code = _cli("train", *tiny_args(*FAST, "train.duration=2ba", "train.checkpoint_interval=2ba"),
+                    "--run-dir", url)
+    error = capsys.readouterr().err.strip()
+    assert code == 1 and "\n" not in error and error.startswith(f"error: {url}: the end of the run could not be "
+                                                                 "uploaded ("), error
+    staged = Path(error.split("the run folder is in ")[1].split(":")[0])
+    assert (staged / "checkpoints" / "step-00000002.pt").is_file()  # nothing is lost: it is all there
+    remote = [path.rsplit("/", 1)[-1] for path in _fs().find(f"{bucket}/run")]
+    assert POINTER not in remote and not [name for name in remote if name.startswith("step-")], remote
+
+
+@pytest.mark.slow
 def test_a_corrupt_newest_remote_checkpoint_is_skipped_with_a_warning(bucket, capsys) -> None:
     url = f"s3://{bucket}/run"
     assert _cli("train", *tiny_args(*FAST, "train.duration=2ba", "train.checkpoint_interval=1ba"), "--run-dir",

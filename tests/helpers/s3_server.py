@@ -27,6 +27,7 @@ class S3Server:
         self.requests: list[tuple[str, str]] = []
         self.uploads_begun: list[str] = []
         self.upload_delay_s = 0.0
+        self.refused_uploads = 0  # how many of the next step-file uploads are refused (403, which is not retried)
         self.url = ""
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -34,6 +35,11 @@ class S3Server:
         if method == "PUT" and STEP_UPLOAD.search(path):
             self.uploads_begun.append(path)
             time.sleep(self.upload_delay_s)
+            if self.refused_uploads > 0:
+                self.refused_uploads -= 1
+                self.requests.append((method, path))
+                start_response("403 Forbidden", [("Content-Type", "application/xml")])
+                return [b"<Error><Code>AccessDenied</Code><Message>refused by the test</Message></Error>"]
         try:
             return self.app(environ, start_response)
         finally:
