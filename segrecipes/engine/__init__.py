@@ -1,5 +1,6 @@
 """The engine: the trainer loop (trainer.py) and what it stands on — the clock, checkpoints, the run's
-record, distributed set-up, precision, graceful stops, skipped-step bookkeeping, microbatch sizing.
+record, distributed set-up, precision, graceful stops, skipped-step bookkeeping, microbatch sizing, and
+the remote copy of a run folder on object storage (remote.py).
 
 Host-device synchronizations left in a training run, and why:
 
@@ -11,6 +12,7 @@ Host-device synchronizations left in a training run, and why:
 
 Everything else stays on the device: skipping a non-finite step and restoring the BatchNorm
 statistics, the grad scaler's decision, SAM's checks, the skipped-step count. Under DDP the
-stop-signal check is an all-reduce of one CPU number per step (gloo), not a GPU synchronization;
+between-steps agreement (any rank's stop signal, the slowest rank's wall time) is an all-reduce of two CPU
+numbers per step (gloo), not a GPU synchronization, and a checkpoint gathers each rank's random states;
 a test records every host read of device values inside steps (tests/engine/test_trainer.py).
 """
