@@ -118,5 +118,8 @@ class RunRecord:
             self.best, self.since_best = best["value"], best["since"]
         # else the metric changed on resume: the next evaluation is the first best by the new one
 
+    def flush(self) -> None:
+        self.logger.flush()
+
     def close(self, failed: bool = False) -> None:
         self.logger.close(failed)

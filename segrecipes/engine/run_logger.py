@@ -84,6 +84,11 @@ class RunLogger:
         for tracker in self._trackers:
             tracker.log_summary(final)
 
+    def flush(self) -> None:
+        """The trackers' buffered rows into the run folder (TensorBoard keeps up to two minutes in memory)."""
+        for tracker in self._trackers:
+            tracker.flush()
+
     def close(self, failed: bool = False) -> None:
         """End the trackers' runs (``failed``: as failed, for the trackers that keep a status)."""
         for tracker in self._trackers:

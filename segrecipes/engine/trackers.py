@@ -27,6 +27,7 @@ class Tracker(Protocol):
     def log_scalars(self, values: dict[str, float], step: int) -> None: ...
     def log_image(self, tag: str, image: torch.Tensor, step: int) -> None: ...
     def log_summary(self, summary: dict[str, float | str]) -> None: ...
+    def flush(self) -> None: ...  # what the run folder should hold by now (a checkpoint copies it elsewhere)
     def close(self, failed: bool = False) -> None: ...
 
 
@@ -73,6 +74,9 @@ class TensorBoardTracker:
     def log_summary(self, summary: dict[str, float | str]) -> None:
         self.writer.add_text("summary", "\n".join(f"{key}: {value}  " for key, value in summary.items()))
 
+    def flush(self) -> None:
+        self.writer.flush()  # else up to two minutes of events stay in memory
+
     def close(self, failed: bool = False) -> None:
         self.writer.close()
 
@@ -93,6 +97,9 @@ class WandbTracker:
 
     def log_summary(self, summary: dict[str, float | str]) -> None:
         self.run.summary.update(summary)
+
+    def flush(self) -> None:
+        """Nothing to do: W&B streams to its own service, not into the run folder."""
 
     def close(self, failed: bool = False) -> None:
         self.run.finish(exit_code=1 if failed else 0)
@@ -135,6 +142,9 @@ class MLflowTracker:
         numbers = {self._name(f"final/{key}"): value for key, value in summary.items() if isinstance(value, float)}
         self.mlflow.log_metrics(numbers)
         self.mlflow.set_tags({key: value for key, value in summary.items() if isinstance(value, str)})
+
+    def flush(self) -> None:
+        """Nothing to do: MLflow sends each call to its tracking store at once."""
 
     def close(self, failed: bool = False) -> None:
         self.mlflow.end_run(status="FAILED" if failed else "FINISHED")

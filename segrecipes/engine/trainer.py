@@ -400,6 +400,7 @@ class Trainer:
             raise TrainingDiverged(f"non-finite weights at step {self.clock.step}; no checkpoint written")
         state = {**self.state_dict(), **({"rank_rng": ranks} if ranks else {})}
         path = save_training_checkpoint(state, self.run_dir / "checkpoints", self.settings.keep_last)
+        self.record.flush()  # the logs as of this checkpoint, for a copy of the folder (remote, or a user's)
         if self.mirror is not None:
             self.mirror.upload_checkpoint(path, self.settings.keep_last)
 

@@ -28,6 +28,7 @@ from segrecipes.cli.train import _resumed_config
 from segrecipes.engine.interrupt import RunInterrupted
 from segrecipes.engine.remote import POINTER, open_mirror
 from segrecipes.engine.trainer import Trainer
+from segrecipes.methods import Method, StepContext
 from segrecipes.run import build_trainer
 
 KEY_ID, SECRET = "AKIASEGRECIPESTEST01", "segrecipes-test-secret-3f9c2a7d51"
@@ -128,6 +129,33 @@ def test_resume_from_the_remote_folder_on_another_machine_is_bit_identical(bucke
         torch.testing.assert_close(actual[key], expected[key], rtol=0, atol=0, msg=key)
     rows = _fs().cat_file(f"{bucket}/run/metrics.jsonl").decode().splitlines()
     assert [int(re.search(r'"step": (\d+)', row).group(1)) for row in rows[:6]] == [1, 2, 3, 4, 5, 6]
+
+
+class ReadRemoteEvents(Method):
+    """After ``step``, keeps what the remote folder's TensorBoard events hold (uploaded at the checkpoint before)."""
+
+    name = "read_remote_events"
+
+    def __init__(self, folder: str, step: int, into: Path) -> None:
+        self.folder, self.step, self.into = folder, step, into
+
+    def after_step(self, context: StepContext) -> None:
+        if context.step == self.step:
+            _fs().get(f"{self.folder}/tensorboard/", str(self.into), recursive=True)
+
+
+@pytest.mark.slow
+def test_tensorboard_events_are_complete_in_the_remote_folder_at_each_checkpoint(bucket, tmp_path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    url = f"s3://{bucket}/run"
+    mirror = open_mirror(url)
+    reader = ReadRemoteEvents(f"{bucket}/run", step=2, into=tmp_path / "seen")
+    trainer = build_trainer(tiny_config(*SMALL, "train.duration=2ba", "train.checkpoint_interval=1ba",
+                                        "train.log_interval=1"), mirror.local, extra_methods=[reader], mirror=mirror)
+    trainer.fit()
+    events = EventAccumulator(str(tmp_path / "seen")).Reload()
+    assert [event.step for event in events.Scalars("train/skipped_steps")] == [1]  # step 1's row, all of it
 
 
 @pytest.mark.slow
