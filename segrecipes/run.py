@@ -11,18 +11,21 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import torch
 from torch import nn
 from torch.utils.data import Subset
 
-from segrecipes.config import ConfigError, Duration, OptimizerConfig, RunConfig
+from segrecipes.config import ConfigError, Duration, OptimizerConfig, RunConfig, build_config, merge_dicts, \
+    parse_override
 from segrecipes.data.augmented import AugmentedDataset
 from segrecipes.data.check import training_checks
 from segrecipes.data.errors import DataError
 from segrecipes.data.spec import SPLITS, RawDataset, build_raw_dataset, parse_data_spec, train_transform
+from segrecipes.data.normalize import IMAGENET_MEAN, IMAGENET_STD
 from segrecipes.data.stats import cached_stats, median_frequency_weights
+from segrecipes.engine.checkpoint import CheckpointError, checkpoint_candidates, latest_checkpoint
 from segrecipes.engine.clock import Clock
 from segrecipes.engine.distributed import DistInfo, barrier, init_distributed
 from segrecipes.engine.remote import RemoteMirror
@@ -32,27 +35,37 @@ from segrecipes.evaluation.options import InferenceOptions
 from segrecipes.methods import EMA, SAM, ChannelsLast, FreezeBackbone, Method, MixUp, SegmentationLoss
 from segrecipes.methods.ema import smoothing_for
 from segrecipes.models.factory import build_model
+from segrecipes.models.input_stats import weights_normalization
 from segrecipes.models.parts import backbone_of
 from segrecipes.optim import SGDW, LRSchedule, parameter_groups
 
 Split = RawDataset | Subset  # a split, or what is left of it without its bad files
 T = TypeVar("T")
-__all__ = ["build_network", "build_trainer", "inference_options", "resolved_statistics", "run_clock",
+__all__ = ["build_network", "build_trainer", "newest_checkpoint", "resumed_config", "inference_options", "resolved_statistics", "run_clock",
            "timed_constants", "train_settings", "training_data", "validation_data"]
 
 
 def build_trainer(
     config: RunConfig,
     run_dir: Path | str | None,
-    resume: dict[str, Any] | None = None,
+    resume: dict[str, Any] | Literal["auto"] | None = None,
     dist: DistInfo | None = None,
     extra_methods: Sequence[Method] = (),
     mirror: RemoteMirror | None = None,
 ) -> Trainer:
-    """A trainer for ``config`` writing to ``run_dir`` (None: nothing written), continuing the
-    checkpoint ``resume`` when given; ``extra_methods`` (your own) run beside the config's. Bad data
-    is refused here, before the first step. With a ``mirror``, ``run_dir`` is its staging folder."""
+    """A trainer for ``config`` writing to ``run_dir`` (None: nothing written). ``resume``: a checkpoint
+    to continue (:func:`resumed_config` reads a run's), or ``"auto"``: continue ``run_dir``'s newest
+    loadable checkpoint when it holds one (a run given a longer duration keeps its ``dur`` constants),
+    else start, as ``segrecipes train --resume auto`` does. ``extra_methods`` (your own) run beside the
+    config's. Bad data is refused here, before the first step. With a ``mirror``, ``run_dir`` is its
+    staging folder."""
+    if resume == "auto":
+        found = newest_checkpoint(Path(run_dir), mirror) if run_dir is not None else None
+        resume = None if found is None else found
+        if found is not None:
+            config = extended(config, build_config(found["config"], f"{run_dir}/checkpoints"))
     settings = train_settings(config)  # refuses a logger whose package is missing, before any work
+    config = weights_normalized(config)
     dist = dist or init_distributed(config.train.device, config.train.dist_timeout)
     torch.manual_seed(config.train.seed)  # the model's initial weights do not depend on the rank
     config, (train_raw, val_raw, class_names, ignore_index) = _checked_datasets(config, dist)
@@ -73,6 +86,37 @@ def build_trainer(
     if resume is not None:
         trainer.load_state_dict(resume)
     return trainer
+
+
+def newest_checkpoint(run_dir: Path, mirror: RemoteMirror | None = None) -> dict[str, Any] | None:
+    """The newest loadable checkpoint of ``run_dir`` (of the remote folder with a ``mirror``), corrupt
+    ones skipped with a warning; None when the folder holds none."""
+    if mirror is not None:
+        return mirror.latest_checkpoint()[1] if mirror.has_checkpoint() else None
+    return latest_checkpoint(run_dir)[1] if checkpoint_candidates(run_dir) else None
+
+
+def extended(config: RunConfig, saved: RunConfig) -> RunConfig:
+    """``config`` continuing a run saved with ``saved``: given another duration, its ``dur`` constants
+    (EMA half-life, intervals) keep the batches they meant in the saved run."""
+    if config.train.duration != saved.train.duration and config.train.dur_base is None:
+        return config.model_copy(update={"train": config.train.model_copy(update={"dur_base": saved.train.duration})})
+    return config
+
+
+def resumed_config(run_dir: Path, overrides: Sequence[str] = (), mirror: RemoteMirror | None = None
+                   ) -> tuple[RunConfig, dict[str, Any]]:
+    """A run's saved config with ``overrides`` (``section.key=value``) on top, and its newest checkpoint
+    (the remote folder's with a ``mirror``), for ``build_trainer(config, run_dir, resume=state)``."""
+    state = newest_checkpoint(run_dir, mirror)
+    where = mirror.url if mirror is not None else run_dir
+    if state is None:
+        raise CheckpointError(f"{where}: no checkpoint found under {where}/checkpoints")
+    data = state["config"]
+    for override in overrides:
+        data = merge_dicts(data, parse_override(override))
+    source = f"{where}/checkpoints"
+    return extended(build_config(data, source), build_config(state["config"], source)), state
 
 
 def build_network(config: RunConfig, num_classes: int, pretrained: bool = True) -> nn.Module:
@@ -221,6 +265,23 @@ def _checked_datasets(config: RunConfig, dist: DistInfo) -> tuple[RunConfig, tup
             warnings.warn(f"data.skip_bad: the {split} split without {len(bad[split])} bad file(s) of {data.spec}",
                           stacklevel=3)
     return config, (splits["train"], splits["val"], names, ignore_index)
+
+
+def weights_normalized(config: RunConfig) -> RunConfig:
+    """``config`` with ``data.mean``/``data.std`` set to what the pretrained weights expect when these are
+    not ImageNet's and the config left them unset (``tf_efficientnet_lite0``: 127.5, inputs in [-1, 1]);
+    a warning when the config sets other numbers."""
+    data, model = config.data, config.model
+    expected = weights_normalization(model.backbone, model.weights) if data.in_channels == 3 else None
+    if expected is None or expected == (IMAGENET_MEAN, IMAGENET_STD):
+        return config
+    mean, std = ([round(255 * value, 4) for value in values] for values in expected)
+    if data.mean is None and data.std is None:
+        return config.model_copy(update={"data": data.model_copy(update={"mean": mean, "std": std})})
+    if (data.mean, data.std) != (mean, std):
+        warnings.warn(f"model.weights {model.weights!r} of {model.backbone} were trained on 8-bit images normalized "
+                      f"with mean {mean} and std {std}; data.mean/std are {data.mean}/{data.std}", stacklevel=2)
+    return config
 
 
 def _main_first(dist: DistInfo | None, compute: Callable[[], T]) -> T:

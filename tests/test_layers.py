@@ -11,7 +11,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "segrecipes"
 # lowest first; a layer may import its own package and any lower layer, nothing else
 LAYERS = [
-    {"errors"}, {"duration", "fetch"}, {"transfer"}, {"config"}, {"data", "models", "optim"}, {"methods", "evaluation"},
+    {"errors", "cache"}, {"duration", "fetch"}, {"transfer"}, {"config"}, {"data", "models", "optim"}, {"methods", "evaluation"},
     {"engine"},
     {"run"}, {"deploy", "bench"}, {"cli", "functional", "__init__"},
 ]

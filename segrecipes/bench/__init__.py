@@ -8,7 +8,10 @@ from .driver import bench_config, bench_trainer, synthetic_batch
 from .methods import VARIANTS, MethodCost, measure_method_costs
 from .overhead import OverheadReport, engine_overhead
 from .pipeline import PipelineReport, measure_pipeline
-from .race import CurvePoint, RaceRun, race_configs, run_race, summarize, time_to_target, write_race
+from .entries import CurvePoint
+from .race.plot import write_race
+from .race.run import RaceRun, race_configs, run_race
+from .race.score import summarize, time_to_target
 from .throughput import ThroughputReport, measure_throughput
 
 __all__ = [

@@ -26,8 +26,17 @@ from rich.markup import escape
 
 from segrecipes.bench.gpu_checks import CheckSizes, run_checks
 from segrecipes.bench.gpu_data import DataSizes, measure_data
-from segrecipes.bench.gpu_report import JSON_FILE, MARKDOWN_FILE, GpuRecord, correctness_section, data_section, \
-    print_section, print_setting, throughput_section, write_record
+from segrecipes.bench.gpu_report import (
+    JSON_FILE,
+    MARKDOWN_FILE,
+    GpuRecord,
+    correctness_section,
+    data_section,
+    print_section,
+    print_setting,
+    throughput_section,
+    write_record,
+)
 from segrecipes.bench.gpu_speed import SweepSizes, TimeBudget, run_sweep
 from segrecipes.bench.gpu_workload import Workload, error_line
 from segrecipes.bench.threads import torch_threads

@@ -16,7 +16,7 @@ from segrecipes.bench.gpu_checks import CheckResult
 from segrecipes.bench.gpu_data import SampleFiles
 from segrecipes.bench.gpu_speed import GOAL_IMAGES_PER_S, GOAL_RECIPE, CellResult
 from segrecipes.bench.pipeline import PipelineReport
-from segrecipes.engine.run_logger import write_json
+from segrecipes.cache import write_json
 
 JSON_FILE, MARKDOWN_FILE = "gpu_check.json", "gpu_check.md"
 Section = tuple[str, list[str], list[list[str]]]  # title, headers, rows

@@ -18,18 +18,16 @@ from segrecipes.bench.gpu import run_gpu
 from segrecipes.bench.methods import measure_method_costs
 from segrecipes.bench.overhead import LAYOUT_METHOD, engine_overhead
 from segrecipes.bench.pipeline import measure_pipeline, measure_stages
-from segrecipes.bench.race import (
-    BASELINE_TARGET,
-    Spread,
-    evaluation_data,
-    parse_entries,
-    race_configs,
-    run_race,
-    score,
-    summarize,
-    write_race,
-)
+from segrecipes.bench.entries import Spread, parse_entries
+from segrecipes.bench.race.plot import write_race
+from segrecipes.bench.race.run import evaluation_data, race_configs, run_race
+from segrecipes.bench.race.score import BASELINE_TARGET, score, summarize
+from segrecipes.bench.study.frontier import CURRENCIES
+from segrecipes.bench.study.plan import parse_budget_lists, study_plan
+from segrecipes.bench.study.report import score_study, write_study
+from segrecipes.bench.study.runs import StudyRun, finished_runs, run_study
 from segrecipes.bench.threads import torch_threads
+from segrecipes.cli.study_table import print_study
 from segrecipes.bench.throughput import device_name, measure_throughput
 from segrecipes.config import ConfigError, load_config
 from segrecipes.run import training_data
@@ -279,6 +277,65 @@ def _race_target(text: str) -> float | str:
         return float(text)
     except ValueError:
         raise ConfigError(f"--target-miou {text!r}: give a number (percent) or 'baseline'") from None
+
+
+@bench_app.command("study")
+def study_command(
+    data: Annotated[str, typer.Option(help="ade20k:PATH | camvid:PATH | folder:PATH | synthetic")],
+    budgets: Annotated[list[str], typer.Option(help="Comma-separated budgets (8ep,16ep,360ba, or bare fractions of "
+                                                    "--reference-budget); LABEL=... gives one entry its own list "
+                                                    "(repeatable).")],
+    recipes: Annotated[str, typer.Option(help="Comma-separated entries: RECIPE, RECIPE[key=value ...] or "
+                                              "LABEL=RECIPE[key=value ...]; the first is the baseline.")] =
+        "baseline,mild,medium",
+    seeds: Annotated[int, typer.Option(help="Runs per entry and budget (seeds seed, seed+1, ...).")] = 1,
+    reference_budget: Annotated[Optional[str], typer.Option(help="What bare budgets are fractions of (default: "
+                                                                 "each entry's preset duration).")] = None,
+    currency: Annotated[str, typer.Option(help="Cost to compare: passes (image forward/backward passes, a SAM step "
+                                               "counts two) or wall_time_s.")] = "passes",
+    target_miou: Annotated[Optional[float], typer.Option(help="Target for the speed-ups (default: the baseline's "
+                                                              "mean at its longest budget).")] = None,
+    shard: Annotated[str, typer.Option(help="I/N: train only this process's share of the runs (start N processes "
+                                            "with I = 0..N-1 on the same --out).")] = "0/1",
+    report_only: Annotated[bool, typer.Option("--report-only", help="Train nothing: score the finished runs.")] =
+        False,
+    set_: SetOption = None,
+    out: Annotated[Path, typer.Option(help="Study folder: runs/ and the study's files; rerun the same command to "
+                                           "continue it.")] = Path("runs/study"),
+) -> None:
+    """Train each entry at each budget and seed, resumably, and score it against the baseline's frontier:
+    regime check, speed-up to the target, quality at equal cost."""
+    entries = parse_entries(recipes)
+    labels = [entry.label for entry in entries]
+    if currency not in CURRENCIES:
+        raise ConfigError(f"--currency {currency!r}: use one of {', '.join(CURRENCIES)}")
+    index, count = _shard(shard)
+    plan = study_plan(entries, data, parse_budget_lists(budgets, labels), seeds, list(set_ or []), reference_budget)
+    settings = {"recipes": [asdict(entry) for entry in entries], "data": data, "budgets": list(budgets),
+                "seeds": seeds, "overrides": list(set_ or []), "reference_budget": reference_budget,
+                "torch": torch.__version__}
+    console = Console()
+
+    def report(runs: list[StudyRun]) -> None:
+        scores = score_study(runs, labels, currency, target_miou)
+        write_study(out, scores, runs, {**settings, "written": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
+
+    if report_only:
+        runs = finished_runs(plan, out)
+    else:
+        runs = run_study(plan, out, (index, count), on_finish=report)
+    scores = score_study(runs, labels, currency, target_miou)
+    paths = write_study(out, scores, runs, {**settings, "written": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
+    print_study(console, scores, len(runs), len(plan))
+    console.print(f"wrote {', '.join(str(path) for path in paths.values())}")
+
+
+def _shard(text: str) -> tuple[int, int]:
+    index, _, count = text.partition("/")
+    try:
+        return int(index), int(count)
+    except ValueError:
+        raise ConfigError(f"--shard {text!r}: give I/N, e.g. 0/2") from None
 
 
 @bench_app.command("gpu")

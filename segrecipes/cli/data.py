@@ -16,7 +16,8 @@ from segrecipes.data.check import Report, cheap_checks, check_dataset
 from segrecipes.data.download import DATASETS, download_dataset
 from segrecipes.data.errors import DataError
 from segrecipes.data.spec import parse_data_spec
-from segrecipes.data.stats import DatasetStats, cached_stats, median_frequency_weights, write_json
+from segrecipes.cache import write_json
+from segrecipes.data.stats import DatasetStats, cached_stats, median_frequency_weights
 
 data_app = typer.Typer(help="Check a dataset for problems, count what it holds, or download ADE20k / CamVid.",
                        no_args_is_help=True)

@@ -10,11 +10,11 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from segrecipes.config import ConfigError, RunConfig, build_config, load_config, merge_dicts, parse_override
-from segrecipes.engine.checkpoint import checkpoint_candidates, latest_checkpoint
+from segrecipes.config import ConfigError, load_config
+from segrecipes.engine.checkpoint import checkpoint_candidates
 from segrecipes.engine.distributed import node_layout
 from segrecipes.engine.remote import RemoteMirror, is_url, open_mirror
-from segrecipes.run import build_trainer
+from segrecipes.run import build_trainer, resumed_config
 
 
 def _overrides(data: str | None, duration: str | None, loss: str | None, sets: list[str]) -> list[str]:
@@ -26,23 +26,6 @@ def _overrides(data: str | None, duration: str | None, loss: str | None, sets: l
 
 def _holds_checkpoint(folder: Path, mirror: RemoteMirror | None) -> bool:
     return mirror.has_checkpoint() if mirror is not None else bool(checkpoint_candidates(folder))
-
-
-def _resumed_config(run_dir: Path, overrides: list[str], mirror: RemoteMirror | None = None
-                    ) -> tuple[RunConfig, dict]:
-    """The run's saved config with ``overrides`` on top, and its newest checkpoint (the remote folder's with a
-    ``mirror``). A run extended to a new duration keeps its ``dur`` constants (EMA half-life, intervals) in
-    the batches they meant."""
-    _, state = mirror.latest_checkpoint() if mirror is not None else latest_checkpoint(run_dir)
-    where = mirror.url if mirror is not None else run_dir
-    saved = data = state["config"]
-    for override in overrides:
-        data = merge_dicts(data, parse_override(override))
-    config = build_config(data, f"{where}/checkpoints")
-    before = build_config(saved, f"{where}/checkpoints").train
-    if config.train.duration != before.duration and config.train.dur_base is None:
-        config.train.dur_base = before.duration
-    return config, state
 
 
 def train_command(
@@ -75,7 +58,7 @@ def train_command(
         if (recipe or config or methods) and not automatic:
             raise ConfigError("--resume takes the run's own config; only --duration, --data and --set may change it")
         folder = mirror.local if mirror is not None else Path(resume)
-        cfg, state = _resumed_config(folder, overrides, mirror)
+        cfg, state = resumed_config(folder, overrides, mirror)
         if mirror is not None and rank == 0:
             mirror.pull()  # the run's logs, TensorBoard events and best.pt, which the resumed run continues
     else:

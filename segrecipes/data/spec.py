@@ -81,10 +81,12 @@ def build_raw_dataset(cfg: DataConfig, split: str) -> RawDataset:
     layout = split_layout(cfg, split)
     raw: RawDataset
     if layout is None:
-        if cfg.in_channels != 3 or cfg.mean is not None:
-            raise DataError("synthetic data is 8-bit RGB: data.in_channels, data.mean and data.std do not apply")
+        if cfg.in_channels != 3 or cfg.mean == "auto" or cfg.std == "auto":
+            raise DataError("synthetic data is 8-bit RGB: give data.mean and data.std as numbers (or neither: "
+                            "ImageNet's); data.in_channels does not apply")
         size = cfg.synthetic_train_size if split == "train" else cfg.synthetic_val_size
-        raw = SyntheticShapes(size, cfg.synthetic_image_size, split, cfg.synthetic_seed, cfg.synthetic_num_classes)
+        raw = SyntheticShapes(size, cfg.synthetic_image_size, split, cfg.synthetic_seed, cfg.synthetic_num_classes,
+                              channel_stats(cfg))
     else:
         raw = SegmentationFiles(layout)
     if len(raw) == 0:  # only file datasets can be empty

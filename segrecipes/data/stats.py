@@ -22,8 +22,10 @@ from typing import Any, Protocol
 
 import torch
 
+from segrecipes.cache import cache_folder, write_json
+
 from ..config import DataConfig
-from .check import cache_folder, files_fingerprint
+from .check import files_fingerprint
 from .errors import DataError
 from .files import IGNORE_INDEX, SegmentationFiles
 from .spec import build_raw_dataset
@@ -152,12 +154,3 @@ def cached_stats(
     return stats
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Via a temporary file and a rename, so a reader (another rank, another run) never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .files import IGNORE_INDEX
+from .normalize import ChannelStats
 from .seeds import derive_seed
 
 CLASS_NAMES = ("background", "disc", "rectangle", "triangle", "stripes", "checkerboard")
@@ -36,12 +37,14 @@ def class_names(num_classes: int = len(CLASS_NAMES)) -> list[str]:
 
 
 class SyntheticShapes(Dataset):
-    """``ds[i] -> (image, mask)``: uint8 (3, S, S) and uint8 (S, S) class indices, with 2-4 objects."""
+    """``ds[i] -> (image, mask)``: uint8 (3, S, S) and uint8 (S, S) class indices, with 2-4 objects; the
+    image as float32 normalized by ``stats`` when given (weights that expect other statistics than ImageNet's)."""
 
     ignore_index = IGNORE_INDEX
 
     def __init__(
-        self, size: int, image_size: int = 96, split: str = "train", seed: int = 0, num_classes: int = len(CLASS_NAMES)
+        self, size: int, image_size: int = 96, split: str = "train", seed: int = 0, num_classes: int = len(CLASS_NAMES),
+        stats: ChannelStats | None = None,
     ) -> None:
         if not 2 <= num_classes <= IGNORE_INDEX:
             raise ValueError(f"SyntheticShapes: num_classes must be in 2..{IGNORE_INDEX}, got {num_classes}")
@@ -50,6 +53,7 @@ class SyntheticShapes(Dataset):
         self.split = split
         self.seed = seed
         self.class_names = class_names(num_classes)
+        self.stats = stats
 
     @property
     def num_classes(self) -> int:
@@ -68,7 +72,8 @@ class SyntheticShapes(Dataset):
         if not 0 <= index < self.size:
             raise IndexError(f"{self.image_path(index)}: index out of range (size {self.size})")
         generator = torch.Generator().manual_seed(derive_seed("synthetic", self.seed, self.split, index))
-        return _draw_sample(self.image_size, generator, self.num_classes)
+        image, mask = _draw_sample(self.image_size, generator, self.num_classes)
+        return (image, mask) if self.stats is None else (self.stats(image), mask)
 
 
 def _uniform(low: float, high: float, generator: torch.Generator, shape: tuple[int, ...] = ()) -> torch.Tensor:

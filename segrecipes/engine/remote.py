@@ -21,7 +21,7 @@ from fsspec import AbstractFileSystem
 from fsspec.core import split_protocol, url_to_fs
 from fsspec.registry import get_filesystem_class, known_implementations
 
-from segrecipes.data.check import cache_folder
+from segrecipes.cache import cache_folder
 from segrecipes.engine.checkpoint import BEST, CheckpointError, first_loadable, is_step_file, load_checkpoint
 from segrecipes.errors import ConfigError
 

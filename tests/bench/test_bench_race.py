@@ -9,23 +9,11 @@ import math
 import pytest
 from helpers.tiny import TINY
 
-from segrecipes.bench.race import (
-    CurvePoint,
-    Entry,
-    RaceRun,
-    evaluation_data,
-    mean_curve,
-    miou_at,
-    parse_entries,
-    race_configs,
-    read_curve,
-    run_race,
-    scale_duration,
-    score,
-    shared_eval_interval,
-    summarize,
-    time_to_target,
-)
+from segrecipes.bench.entries import CurvePoint, Entry, parse_entries, read_curve
+from segrecipes.bench.race.plot import mean_curve
+from segrecipes.bench.race.run import RaceRun, evaluation_data, race_configs, run_race, scale_duration, \
+    shared_eval_interval
+from segrecipes.bench.race.score import miou_at, score, summarize, time_to_target
 from segrecipes.cli.main import main
 from segrecipes.config import ConfigError, Duration
 from segrecipes.data.spec import build_raw_dataset

@@ -24,7 +24,7 @@ from helpers.faults import SignalAtStep, free_port
 from helpers.tiny import tiny_args, tiny_config
 
 from segrecipes.cli.main import main
-from segrecipes.cli.train import _resumed_config
+from segrecipes.run import resumed_config
 from segrecipes.engine.interrupt import RunInterrupted
 from segrecipes.engine.remote import POINTER, open_mirror
 from segrecipes.engine.trainer import Trainer
@@ -118,7 +118,7 @@ def test_resume_from_the_remote_folder_on_another_machine_is_bit_identical(bucke
     monkeypatch.setenv("SEGRECIPES_CACHE_DIR", str(tmp_path / "another-machine"))
     mirror = open_mirror(url)
     assert not any(mirror.local.iterdir())
-    config, state = _resumed_config(mirror.local, [], mirror)
+    config, state = resumed_config(mirror.local, [], mirror)
     assert state["clock"]["step"] == 3
     mirror.pull()
     resumed = build_trainer(config, mirror.local, resume=state, mirror=mirror)

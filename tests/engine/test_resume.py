@@ -8,7 +8,7 @@ import torch
 from helpers.faults import SignalAtStep
 from helpers.tiny import tiny_config
 
-from segrecipes.cli.train import _resumed_config
+from segrecipes.run import resumed_config
 from segrecipes.engine.checkpoint import latest_checkpoint
 from segrecipes.engine.interrupt import RunInterrupted
 from segrecipes.engine.trainer import Trainer
@@ -59,11 +59,11 @@ def test_an_extended_run_keeps_its_fractional_constants_in_the_batches_they_mean
     first = tiny_config("train.duration=8ba", "schedule.name=constant", "ema.enabled=true", "ema.half_life=0.5dur",
                         "ema.update_interval=0.25dur", "train.checkpoint_interval=0.5dur")
     build_trainer(first, tmp_path / "run").fit()
-    config, state = _resumed_config(tmp_path / "run", ["train.duration=16ba"])
+    config, state = resumed_config(tmp_path / "run", ["train.duration=16ba"])
     assert config.train.duration.value == 16 and str(config.train.dur_base) == "8ba"
     (ema,) = build_methods(config, 6, 255, run_clock(config, 16))
     assert isinstance(ema, EMA) and ema.update_interval == 2 and ema.smoothing == 2.0 ** (-2 / 4)  # as in the 8ba run
     summary = build_trainer(config, tmp_path / "run", resume=state).fit()
     assert summary["step"] == 16
-    same, _ = _resumed_config(tmp_path / "run", [])
+    same, _ = resumed_config(tmp_path / "run", [])
     assert same.train.dur_base is not None and str(same.train.dur_base) == "8ba"  # kept on the next resume
