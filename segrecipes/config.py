@@ -9,124 +9,23 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    PlainValidator,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from segrecipes.data.settings import DataSettings
 from segrecipes.duration import Duration
+from segrecipes.engine.settings import TrainSettings
 from segrecipes.errors import ConfigError
+from segrecipes.evaluation.options import InferenceOptions
+from segrecipes.fields import BatchesField, DurationField, IntervalField, Section
+from segrecipes.models.settings import ModelSettings
 from segrecipes.transfer import LRScaling, TimeUnit, carry_over, lr_factor
 
 __all__ = ["ConfigError", "Duration", "RunConfig", "build_config", "load_config"]
 
 RECIPE_DIR = Path(__file__).parent / "recipes"
-_NO_INTERVAL = (None, "", "none", 0, "0")
-
-
-def _optional_duration(value: Any) -> Duration | None:
-    return None if value in _NO_INTERVAL else Duration.parse(value)
-
-
-def _optional_str(value: Duration | None) -> str | None:
-    return None if value is None else str(value)
-
-
-# Durations are written as text ('128ep') in YAML, checkpoints and dumps, and parsed on the way in.
-DurationField = Annotated[Duration, PlainValidator(Duration.parse), PlainSerializer(str)]
-IntervalField = Annotated[Duration | None, PlainValidator(_optional_duration), PlainSerializer(_optional_str)]
-# Method constants that were plain batch counts: a bare number still means batches.
-BatchesField = Annotated[Duration, PlainValidator(Duration.parse_batches), PlainSerializer(str)]
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class DataConfig(Section):
-    """Where the data comes from and the reference augmentation pipeline (SPEC §2)."""
-
-    spec: str = "synthetic"
-    crop_size: int = Field(512, gt=0)
-    scale_range: tuple[float, float] = (0.5, 2.0)
-    cat_max_ratio: float = Field(0.75, gt=0, le=1)
-    crop_retries: int = Field(10, ge=1)
-    flip_prob: float = Field(0.5, ge=0, le=1)
-    photometric: bool = True
-    eval_size: int = Field(512, gt=0)
-    num_workers: int = Field(2, ge=0)
-    pin_memory: bool = True
-    persistent_workers: bool = True
-    check: bool = True  # header-level checks of every file before training (segrecipes data check does more)
-    skip_bad: bool = False  # train without the files the checks flag, instead of refusing them
-    # folder:PATH datasets only
-    num_classes: int | None = Field(None, gt=0)
-    ignore_value: int = Field(255, ge=0, le=65535)
-    reduce_zero_label: bool = False
-    label_map: dict[int, int | Literal["ignore"]] | None = None  # stored mask value -> class or ignore, e.g. {255: 1}
-    palette: str | None = None  # colour masks: a palette file (R G B name per line, or CSV) or an indexed PNG
-    # any dataset
-    in_channels: int = Field(3, ge=1)  # image channels (.npy/.tif images may have more than 3)
-    mean: list[float] | Literal["auto"] | None = None  # per channel, in stored units; None: ImageNet's, for 8-bit RGB
-    std: list[float] | Literal["auto"] | None = None  # "auto": from `segrecipes data stats` of the training split
-    transform: str | None = None  # package.module:callable, (uint8 image, mask) -> (image, mask), after the pipeline
-    # synthetic datasets only
-    synthetic_train_size: int = Field(256, gt=0)
-    synthetic_val_size: int = Field(64, gt=0)
-    synthetic_image_size: int = Field(96, ge=16)
-    synthetic_num_classes: int = Field(6, ge=2, le=255)  # 150 mimics ADE20k's class count in benchmarks
-    synthetic_seed: int = 0
-
-    @field_validator("scale_range")
-    @classmethod
-    def _check_scales(cls, value: tuple[float, float]) -> tuple[float, float]:
-        low, high = value
-        if not 0 < low <= high:
-            raise ValueError(f"scale_range must satisfy 0 < low <= high, got {list(value)}")
-        return value
-
-    @field_validator("transform")
-    @classmethod
-    def _check_transform(cls, value: str | None) -> str | None:
-        if value is not None and (value.count(":") != 1 or not all(value.split(":"))):
-            raise ValueError(f"expected package.module:callable, got {value!r}")
-        return value
-
-    @model_validator(mode="after")
-    def _check_statistics(self) -> DataConfig:
-        """Keys checked together are checked where the dataset is built (data.spec.channel_stats), as
-        ``--set`` overrides are validated one at a time."""
-        if isinstance(self.std, list) and min(self.std) <= 0:
-            raise ValueError(f"data.std must be positive, got {self.std}")
-        return self
-
-
-class ModelConfig(Section):
-    """The network: the reference DeepLabv3+ or any segmentation_models_pytorch architecture."""
-
-    name: str = "deeplabv3plus"
-    backbone: str = "resnet101"
-    output_stride: Literal[8, 16] = 8
-    weights: str | None = None
-    dropout: float = Field(0.1, ge=0, lt=1)
-    head_channels: int = Field(512, gt=0)  # the reference head is 512 wide; smaller for quick CPU demos
-    freeze_backbone: IntervalField = None  # train only the head for this long (any unit); frozen BatchNorm in eval mode
-
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, value: str) -> str:
-        if value != "deeplabv3plus" and not value.startswith("smp:"):
-            raise ValueError(f"unknown model {value!r}: use 'deeplabv3plus' or 'smp:<Arch>' (e.g. smp:Unet)")
-        return value
 
 
 class OptimizerConfig(Section):
@@ -147,44 +46,6 @@ class ScheduleConfig(Section):
     warmup: IntervalField = None
     power: float = Field(0.9, gt=0)
     final_lr_ratio: float = Field(0.0, ge=0, le=1)
-
-
-class TrainConfig(Section):
-    duration: DurationField = Duration(128, "ep")
-    dur_base: IntervalField = None  # what `dur` values are fractions of (None: duration); --resume sets it on extension
-    global_batch_size: int = Field(128, gt=0)
-    device_microbatch_size: int | Literal["auto"] = "auto"
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    compile: bool = False
-    sync_bn: bool = False
-    seed: int = 42
-    eval_interval: IntervalField = Duration(1, "ep")
-    log_interval: int = Field(10, gt=0)
-    checkpoint_interval: IntervalField = Duration(1, "ep")
-    keep_last: int = Field(2, ge=1)
-    eval_at_start: bool = False
-    max_bad_steps: int = Field(20, ge=1)  # consecutive non-finite steps before the run stops
-    loggers: list[Literal["tensorboard", "wandb", "mlflow"]] = ["tensorboard"]  # besides metrics.jsonl
-    log_images: int = Field(8, ge=0)  # validation images rendered at each evaluation (samples/step-N/, TensorBoard)
-    best_metric: str = "miou"  # what decides best.pt: miou, mdice, macc, pixel_acc, ... or iou/<class>
-    early_stop_patience: int | None = Field(None, ge=1)  # evaluations without a new best before the run ends
-    progress: Literal["auto", "rich", "plain", "none"] = "auto"
-    dist_timeout: float = Field(1800, gt=0)  # seconds a collective waits for the other ranks before failing
-
-    @field_validator("duration", "dur_base")
-    @classmethod
-    def _check_duration(cls, value: Duration | None) -> Duration | None:
-        if value is not None and value.unit == "dur":
-            raise ValueError(f"{value} is a fraction of the run itself: give the run in ba, ep, sp or time")
-        return value
-
-    @field_validator("device_microbatch_size")
-    @classmethod
-    def _check_microbatch(cls, value: int | str) -> int | str:
-        if isinstance(value, int) and value <= 0:
-            raise ValueError("device_microbatch_size must be positive or 'auto'")
-        return value
 
 
 class LossConfig(Section):
@@ -232,16 +93,6 @@ class SAMConfig(Section):
     epsilon: float = Field(1e-12, gt=0)
 
 
-class EvalConfig(Section):
-    protocol: Literal["reference", "standard"] = "reference"
-    tta: Literal["none", "flip", "ms-flip"] = "none"
-    scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
-    mode: Literal["whole", "slide"] = "whole"
-    crop_size: int = Field(512, gt=0)
-    stride: int = Field(341, gt=0)
-    batch_size: int = Field(8, gt=0)
-
-
 # the method constants counted in steps (never in seconds)
 METHOD_CONSTANTS = (("ema", "half_life"), ("ema", "update_interval"), ("sam", "interval"))
 # the sections that switch a training method on (the order the hooks run in is the methods' own)
@@ -276,6 +127,17 @@ class RecipeConfig(Section):
         return self
 
 
+def moved_keys(layer: Any) -> Any:
+    """One layer of config (a preset, a file, an override, a saved run's config) with the keys of earlier
+    releases where they are now: ``data.eval_size`` (up to 0.2, still accepted) is the protocol size
+    ``eval.size``. Applied to each layer before they are merged, so that the later layer still wins."""
+    if not isinstance(layer, dict) or not isinstance(layer.get("data"), dict) or "eval_size" not in layer["data"]:
+        return layer
+    data = {key: value for key, value in layer["data"].items() if key != "eval_size"}
+    evaluation = layer.get("eval") if isinstance(layer.get("eval"), dict) else {}
+    return {**layer, "data": data, "eval": {"size": layer["data"]["eval_size"], **evaluation}}
+
+
 def _recipe_section(value: Any) -> Any:
     """A recipe given by name (``recipe: mild``, as the first release wrote it) is its section."""
     if value is None or isinstance(value, str):
@@ -287,19 +149,24 @@ class RunConfig(Section):
     """The whole run; every section can be overridden with ``--set section.key=value``."""
 
     recipe: RecipeConfig = RecipeConfig()
-    data: DataConfig = DataConfig()
-    model: ModelConfig = ModelConfig()
+    data: DataSettings = DataSettings()
+    model: ModelSettings = ModelSettings()
     optimizer: OptimizerConfig = OptimizerConfig()
     schedule: ScheduleConfig = ScheduleConfig()
-    train: TrainConfig = TrainConfig()
+    train: TrainSettings = TrainSettings()
     loss: LossConfig = LossConfig()
     ema: EMAConfig = EMAConfig()
     channels_last: ChannelsLastConfig = ChannelsLastConfig()
     mixup: MixUpConfig = MixUpConfig()
     sam: SAMConfig = SAMConfig()
-    eval: EvalConfig = EvalConfig()
+    eval: InferenceOptions = InferenceOptions()
 
     _recipe_by_name = field_validator("recipe", mode="before")(_recipe_section)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data: Any) -> Any:
+        return moved_keys(data)
 
     @model_validator(mode="after")
     def _check_method_constants(self) -> RunConfig:
@@ -370,6 +237,7 @@ def recipe_dict(name: str) -> dict[str, Any]:
 
 
 def merge_dicts(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``update`` over ``base``, section by section (the later layer wins)."""
     merged = dict(base)
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
@@ -443,11 +311,11 @@ def load_config(
 ) -> RunConfig:
     """Preset, then YAML file, then ``--methods`` switches, then ``--set`` overrides (last wins); then
     the preset's constants that the file and overrides left alone are carried over (``recipe.transfer``)."""
-    preset: dict[str, Any] = recipe_dict(recipe) if recipe else {}
+    preset: dict[str, Any] = moved_keys(recipe_dict(recipe)) if recipe else {}
     source = f"recipe {recipe!r}" if recipe else "config"
     user: dict[str, Any] = {}
     if config_file is not None:
-        user = _read_yaml(Path(config_file))
+        user = moved_keys(_read_yaml(Path(config_file)))
         if "recipe" in user:  # `recipe: mild`, as the first release wrote it, must not replace the preset's section
             user["recipe"] = _recipe_section(user["recipe"])
         source = str(config_file)
@@ -460,7 +328,7 @@ def load_config(
             raise ConfigError(f"--methods: unknown method {method!r}{hint}")
         user = merge_dicts(user, METHOD_ALIASES.get(method, {method: {"enabled": True}}))
     for override in overrides:
-        user = merge_dicts(user, parse_override(override))
+        user = merge_dicts(user, moved_keys(parse_override(override)))
         build_config(merge_dicts(preset, user), f"--set {override}")
     return transferred(build_config(merge_dicts(preset, user), source), user)
 

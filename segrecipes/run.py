@@ -18,20 +18,20 @@ from torch import nn
 from torch.utils.data import Subset
 
 from segrecipes.config import ConfigError, Duration, OptimizerConfig, RunConfig, build_config, merge_dicts, \
-    parse_override
+    moved_keys, parse_override
 from segrecipes.data.augmented import AugmentedDataset
 from segrecipes.data.check import training_checks
 from segrecipes.data.errors import DataError
 from segrecipes.data.spec import SPLITS, RawDataset, build_raw_dataset, parse_data_spec, train_transform
 from segrecipes.data.normalize import IMAGENET_MEAN, IMAGENET_STD
+from segrecipes.data.sampler import steps_per_epoch
 from segrecipes.data.stats import cached_stats, median_frequency_weights
 from segrecipes.engine.checkpoint import CheckpointError, checkpoint_candidates, latest_checkpoint
 from segrecipes.engine.clock import Clock
 from segrecipes.engine.distributed import DistInfo, barrier, init_distributed
 from segrecipes.engine.remote import RemoteMirror
-from segrecipes.engine.settings import TrainSettings
+from segrecipes.engine.trackers import check_trackers
 from segrecipes.engine.trainer import Trainer
-from segrecipes.evaluation.options import InferenceOptions
 from segrecipes.methods import EMA, SAM, ChannelsLast, FreezeBackbone, Method, MixUp, SegmentationLoss
 from segrecipes.methods.ema import smoothing_for
 from segrecipes.models.factory import build_model
@@ -41,8 +41,8 @@ from segrecipes.optim import SGDW, LRSchedule, parameter_groups
 
 Split = RawDataset | Subset  # a split, or what is left of it without its bad files
 T = TypeVar("T")
-__all__ = ["build_network", "build_trainer", "newest_checkpoint", "resumed_config", "inference_options", "resolved_statistics", "run_clock",
-           "timed_constants", "train_settings", "training_data", "validation_data"]
+__all__ = ["build_network", "build_trainer", "newest_checkpoint", "resolved_statistics", "resumed_config",
+           "run_clock", "timed_constants", "training_data", "validation_data"]
 
 
 def build_trainer(
@@ -64,7 +64,7 @@ def build_trainer(
         resume = None if found is None else found
         if found is not None:
             config = extended(config, build_config(found["config"], f"{run_dir}/checkpoints"))
-    settings = train_settings(config)  # refuses a logger whose package is missing, before any work
+    check_trackers(config.train.loggers)  # a logger whose package is missing, refused before any work
     config = weights_normalized(config)
     dist = dist or init_distributed(config.train.device, config.train.dist_timeout)
     torch.manual_seed(config.train.seed)  # the model's initial weights do not depend on the rank
@@ -75,13 +75,15 @@ def build_trainer(
     clock = run_clock(config, len(train_data))
     loss = SegmentationLoss.named(config.loss.name, ignore_index, config.loss.ce_weight, config.loss.dice_weight,
                                   _class_weights(config, dist, class_names, train_raw))
+    data = config.data
     trainer = Trainer(
-        model, loss, optimizer, train_data, settings,
+        model, loss, optimizer, train_data, config.train,
         val_data=val_raw,
         methods=[*build_methods(config, len(class_names), ignore_index, clock, model), *extra_methods],
-        lr_schedule=_lr_schedule(config, clock), inference=inference_options(config),
+        lr_schedule=_lr_schedule(config, clock), inference=config.eval,
         class_names=class_names, ignore_index=ignore_index, run_dir=run_dir, config=config.to_dict(), dist=dist,
-        mirror=mirror,
+        mirror=mirror, clock=clock, num_workers=data.num_workers, pin_memory=data.pin_memory,
+        persistent_workers=data.persistent_workers,
     )
     if resume is not None:
         trainer.load_state_dict(resume)
@@ -114,7 +116,7 @@ def resumed_config(run_dir: Path, overrides: Sequence[str] = (), mirror: RemoteM
         raise CheckpointError(f"{where}: no checkpoint found under {where}/checkpoints")
     data = state["config"]
     for override in overrides:
-        data = merge_dicts(data, parse_override(override))
+        data = merge_dicts(moved_keys(data), moved_keys(parse_override(override)))
     source = f"{where}/checkpoints"
     return extended(build_config(data, source), build_config(state["config"], source)), state
 
@@ -136,25 +138,10 @@ def validation_data(config: RunConfig) -> RawDataset:
     return build_raw_dataset(config.data, "val")
 
 
-def train_settings(config: RunConfig) -> TrainSettings:
-    """The ``train`` section, plus the data-loader settings of the ``data`` section."""
-    data = config.data
-    return TrainSettings(**dict(config.train), num_workers=data.num_workers, pin_memory=data.pin_memory,
-                         persistent_workers=data.persistent_workers)
-
-
-def inference_options(config: RunConfig) -> InferenceOptions:
-    """The ``eval`` section (and the protocol size ``data.eval_size``): how every evaluation runs."""
-    section = config.eval
-    return InferenceOptions(protocol=section.protocol, size=config.data.eval_size, tta=section.tta,
-                            scales=tuple(section.scales), mode=section.mode, crop_size=section.crop_size,
-                            stride=section.stride, batch_size=section.batch_size)
-
-
 def run_clock(config: RunConfig, train_samples: int) -> Clock:
     """The run's clock before the first step: what its durations and intervals mean in batches."""
     batch = config.train.global_batch_size
-    return Clock(config.train.duration, max(1, train_samples // batch), batch, config.train.dur_base)
+    return Clock(config.train.duration, steps_per_epoch(train_samples, batch), batch, config.train.dur_base)
 
 
 # every duration and interval of a run, in the order `segrecipes recipes show` lists them

@@ -11,9 +11,9 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "segrecipes"
 # lowest first; a layer may import its own package and any lower layer, nothing else
 LAYERS = [
-    {"errors", "cache"}, {"duration", "fetch"}, {"transfer"}, {"config"}, {"data", "models", "optim"}, {"methods", "evaluation"},
-    {"engine"},
-    {"run"}, {"deploy", "bench"}, {"cli", "functional", "__init__"},
+    {"errors", "cache"}, {"duration", "fetch"}, {"fields", "transfer"}, {"data", "models", "optim"},
+    {"methods", "evaluation"}, {"engine"},
+    {"config"}, {"run"}, {"deploy", "bench"}, {"cli", "functional", "__init__"},
 ]
 LAYER_OF = {name: index for index, layer in enumerate(LAYERS) for name in layer}
 
@@ -48,6 +48,18 @@ def test_a_module_imports_only_lower_layers(path: Path) -> None:
         target = name.split(".")[1] if "." in name else "__init__"
         if target != part:
             assert LAYER_OF[target] < LAYER_OF[part], f"{path.relative_to(PACKAGE)} imports {name}"
+
+
+@pytest.mark.parametrize("path", FILES, ids=[str(path.relative_to(PACKAGE)) for path in FILES])
+def test_only_the_composition_root_and_above_read_the_config(path: Path) -> None:
+    """Below ``run.py`` everything takes plain values or its own component's settings, never the config."""
+    if LAYER_OF[_part(path)] < LAYER_OF["run"] and _part(path) != "config":
+        assert "segrecipes.config" not in _imports(path), f"{path.relative_to(PACKAGE)} reads the run config"
+
+
+def test_the_config_sits_directly_under_the_composition_root() -> None:
+    assert LAYER_OF["config"] + 1 == LAYER_OF["run"]
+    assert "segrecipes.config" in _imports(PACKAGE / "run.py")
 
 
 def test_the_engine_knows_only_the_methods_base_class() -> None:

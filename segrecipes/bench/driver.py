@@ -34,10 +34,11 @@ def bench_config(config: RunConfig, image_size: int, batch_size: int) -> RunConf
     overrides: dict[str, Any] = {
         "model": {"weights": None},
         "data": {
-            "spec": "synthetic", "crop_size": image_size, "eval_size": image_size,
+            "spec": "synthetic", "crop_size": image_size,
             "synthetic_image_size": image_size, "synthetic_train_size": batch_size, "synthetic_val_size": 2,
             "num_workers": 0, "persistent_workers": False,
         },
+        "eval": {"size": image_size},
         "train": {
             "global_batch_size": batch_size, "duration": BENCH_DURATION, "eval_interval": None,
             "checkpoint_interval": None, "eval_at_start": False, "progress": "none",

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from segrecipes.bench.driver import LITERAL, bench_config, bench_trainer, synthetic_batch
-from segrecipes.bench.gpu import run_gpu
+from segrecipes.bench.gpu.run import run_gpu
 from segrecipes.bench.methods import measure_method_costs
 from segrecipes.bench.overhead import LAYOUT_METHOD, engine_overhead
 from segrecipes.bench.pipeline import measure_pipeline, measure_stages

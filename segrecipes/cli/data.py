@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from segrecipes.config import ConfigError, DataConfig, build_config, merge_dicts, parse_override
+from segrecipes.config import ConfigError, build_config, merge_dicts, moved_keys, parse_override
+from segrecipes.data.settings import DataSettings
 from segrecipes.data.check import Report, cheap_checks, check_dataset
 from segrecipes.data.download import DATASETS, download_dataset
 from segrecipes.data.errors import DataError
@@ -117,13 +118,13 @@ def _numbers(values: list[float]) -> str:
     return "[" + ", ".join(f"{value:.3f}" for value in values) + "]"
 
 
-def data_options(data: dict[str, object], overrides: list[str], source: str) -> DataConfig:
+def data_options(data: dict[str, object], overrides: list[str], source: str) -> DataSettings:
     """The data section from the command's options, then its ``--set data.KEY=VALUE`` overrides."""
     merged: dict[str, object] = {"data": data}
     for override in overrides:
         if not override.startswith("data."):
             raise ConfigError(f"--set {override!r}: only data.* keys apply here")
-        merged = merge_dicts(merged, parse_override(override))
+        merged = merge_dicts(merged, moved_keys(parse_override(override)))
     return build_config(merged, source).data
 
 

@@ -18,7 +18,7 @@ from segrecipes.engine.precision import amp_dtype_for
 from segrecipes.evaluation.confusion import write_confusion
 from segrecipes.evaluation.evaluate import evaluate
 from segrecipes.evaluation.metrics import format_table
-from segrecipes.run import inference_options, validation_data
+from segrecipes.run import validation_data
 
 
 def eval_command(
@@ -49,7 +49,7 @@ def eval_command(
     if val.num_classes != trained.num_classes:
         raise DataError(f"{cfg.data.spec}: has {val.num_classes} classes but the checkpoint "
                         f"{trained.source} was trained for {trained.num_classes}")
-    options = inference_options(cfg)
+    options = cfg.eval
     metrics = evaluate(trained.model, val, options, class_names=val.class_names, ignore_index=val.ignore_index,
                        device=dist.device, amp_dtype=amp_dtype_for(cfg.train.precision, dist.device),
                        progress=not json_out and dist.is_main and Console().is_terminal)  # quiet in logs

@@ -1,5 +1,5 @@
 """The inference flags ``eval`` and ``predict`` share: each overrides one key of the run's ``eval``
-section (or ``data.eval_size``), so a run evaluates the way it was configured unless told otherwise."""
+section (``eval.size`` for the protocol size), so a run evaluates the way it was configured unless told otherwise."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ Mode = Annotated[Optional[str], typer.Option(help="whole | slide. Default: the r
 CropSize = Annotated[Optional[int], typer.Option(help="Sliding-window crop. Default: the run's eval.crop_size.")]
 Stride = Annotated[Optional[int], typer.Option(help="Sliding-window stride. Default: the run's eval.stride.")]
 EvalSize = Annotated[Optional[int], typer.Option(help="Protocol size (short side for standard). Default: the run's "
-                                                      "data.eval_size.")]
+                                                      "eval.size.")]
 BatchSize = Annotated[Optional[int], typer.Option(help="Images per forward pass where sizes allow. Default: the "
                                                        "run's eval.batch_size.")]
 
@@ -29,9 +29,9 @@ def overrides(source: str, *, eval_size: int | None = None, scales: str | None =
     section = {key: value for key, value in eval_keys.items() if value is not None}
     if scales is not None:
         section["scales"] = [part.strip() for part in scales.split(",")]
-    update: dict[str, Any] = {"eval": section}
     if eval_size is not None:
-        update["data"] = {"eval_size": eval_size}
+        section["size"] = eval_size
+    update: dict[str, Any] = {"eval": section}
     build_config(update, source)
     return update
 

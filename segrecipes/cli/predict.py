@@ -13,7 +13,6 @@ from segrecipes.deploy.loading import load_model
 from segrecipes.deploy.predict import find_images, predict_files
 from segrecipes.engine.distributed import pick_device
 from segrecipes.engine.precision import amp_dtype_for
-from segrecipes.run import inference_options
 
 
 def predict_command(
@@ -37,7 +36,7 @@ def predict_command(
     target = pick_device(device)
     trained = load_model(checkpoint, target)
     cfg = flags.apply(trained.config, update, "predict options")
-    predict_files(trained, images, out, inference_options(cfg), device=target,
+    predict_files(trained, images, out, cfg.eval, device=target,
                   amp_dtype=amp_dtype_for(cfg.train.precision, target), ade20k_submission=ade20k_submission,
                   overlay=overlay, progress=Console().is_terminal)  # a bar on a terminal, quiet in logs
     outputs = "label maps and overlays" if overlay else "label maps"

@@ -32,7 +32,7 @@ from torchvision.io import ImageReadMode
 
 from segrecipes.cache import cache_folder, fingerprint, write_json
 
-from ..config import DataConfig
+from .settings import DataSettings
 from .errors import DataError
 from .arrays import array_shape, image_size, is_array_file
 from .files import (
@@ -135,14 +135,14 @@ class Report:
 
 
 def cheap_checks(
-    spec_or_cfg: str | DataConfig, splits: Sequence[str] = SPLITS, workers: int | None = None
+    spec_or_cfg: str | DataSettings, splits: Sequence[str] = SPLITS, workers: int | None = None
 ) -> Report:
     """Pairs, empty splits, mask formats, sizes, EXIF and colour modes from file headers only."""
     return _check(_data_config(spec_or_cfg), splits, _Level(), workers)
 
 
 def training_checks(
-    spec_or_cfg: str | DataConfig, splits: Sequence[str] = SPLITS, workers: int | None = None,
+    spec_or_cfg: str | DataSettings, splits: Sequence[str] = SPLITS, workers: int | None = None,
     cache_dir: Path | None = None,
 ) -> Report:
     """:func:`cheap_checks` plus the values of every mask, cached per split under ``cache_dir``
@@ -152,15 +152,15 @@ def training_checks(
 
 
 def check_dataset(
-    spec_or_cfg: str | DataConfig, splits: Sequence[str] = SPLITS, workers: int | None = None
+    spec_or_cfg: str | DataSettings, splits: Sequence[str] = SPLITS, workers: int | None = None
 ) -> Report:
     """Everything :func:`training_checks` does (never from the cache), plus one decode of every image:
     corrupt or truncated files."""
     return _check(_data_config(spec_or_cfg), splits, _Level(masks=True, images=True), workers)
 
 
-def _data_config(spec_or_cfg: str | DataConfig) -> DataConfig:
-    return DataConfig(spec=spec_or_cfg) if isinstance(spec_or_cfg, str) else spec_or_cfg
+def _data_config(spec_or_cfg: str | DataSettings) -> DataSettings:
+    return DataSettings(spec=spec_or_cfg) if isinstance(spec_or_cfg, str) else spec_or_cfg
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ class _Pair:
 
 
 def _check(
-    cfg: DataConfig, splits: Sequence[str], level: _Level, workers: int | None, cache_dir: Path | None = None
+    cfg: DataSettings, splits: Sequence[str], level: _Level, workers: int | None, cache_dir: Path | None = None
 ) -> Report:
     unknown = [split for split in splits if split not in SPLITS]
     if unknown or not splits:

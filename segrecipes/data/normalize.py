@@ -35,6 +35,15 @@ def _statistics(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, std
 
 
+def on_device(images: torch.Tensor, target: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch moved to ``device``: uint8 images normalized there (:func:`normalize`); class indices, which
+    travel as uint8 (an eighth of int64's bytes), widened to int64; a dense float target (a user's own)
+    moved as it is."""
+    images = normalize(images.to(device, non_blocking=True))
+    target = target.to(device, non_blocking=True)
+    return images, target if target.is_floating_point() else target.long()
+
+
 @dataclass(frozen=True)
 class ChannelStats:
     """Per-channel mean and std in the stored units (``data.mean``/``data.std``): images with other

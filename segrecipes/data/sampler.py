@@ -16,6 +16,12 @@ from .errors import DataError
 from .seeds import derive_seed
 
 
+def steps_per_epoch(samples: int, global_batch_size: int) -> int:
+    """Optimizer steps in an epoch of ``samples``: the incomplete last global batch is dropped (at least
+    one step, for the clock of a split smaller than a batch, which the sampler itself refuses)."""
+    return max(1, samples // global_batch_size)
+
+
 class TrainSampler(Sampler[tuple[int, int]]):
     """Yields ``(index, sample_seed)`` keys for this rank.
 
@@ -46,7 +52,7 @@ class TrainSampler(Sampler[tuple[int, int]]):
 
     @property
     def batches_per_epoch(self) -> int:
-        return self.dataset_len // self.global_batch_size
+        return steps_per_epoch(self.dataset_len, self.global_batch_size)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch's permutation; also rewinds to its first batch."""

@@ -6,7 +6,7 @@ import dataclasses
 import difflib
 from pathlib import Path
 
-from ..config import DataConfig
+from .settings import DataSettings
 from . import ade20k, camvid, folder
 from .errors import DataError
 from .files import SegmentationFiles, SplitLayout
@@ -43,7 +43,7 @@ def parse_data_spec(text: str) -> tuple[str, Path | None]:
     return kind, Path(path).expanduser()
 
 
-def split_layout(cfg: DataConfig, split: str) -> SplitLayout | None:
+def split_layout(cfg: DataSettings, split: str) -> SplitLayout | None:
     """Where ``split``'s files are and how their labels map to classes; None for synthetic data."""
     kind, path = parse_data_spec(cfg.spec)
     if path is None:
@@ -58,7 +58,7 @@ def split_layout(cfg: DataConfig, split: str) -> SplitLayout | None:
     return dataclasses.replace(layout, channels=cfg.in_channels, stats=channel_stats(cfg))
 
 
-def channel_stats(cfg: DataConfig) -> ChannelStats | None:
+def channel_stats(cfg: DataSettings) -> ChannelStats | None:
     """``data.mean``/``data.std`` as a normalization; None for ImageNet's on 8-bit RGB (done on the device)."""
     if (cfg.mean is None) != (cfg.std is None):
         raise DataError("give data.mean and data.std together (or neither: ImageNet's, for 8-bit RGB)")
@@ -74,7 +74,7 @@ def channel_stats(cfg: DataConfig) -> ChannelStats | None:
     return ChannelStats.of(cfg.mean, cfg.std)
 
 
-def build_raw_dataset(cfg: DataConfig, split: str) -> RawDataset:
+def build_raw_dataset(cfg: DataSettings, split: str) -> RawDataset:
     """The raw dataset (original sizes, no augmentation) of one split; raises when it is empty."""
     if split not in SPLITS:
         raise DataError(f"split {split!r}: use one of {', '.join(SPLITS)}")
@@ -96,7 +96,7 @@ def build_raw_dataset(cfg: DataConfig, split: str) -> RawDataset:
     return raw
 
 
-def train_transform(cfg: DataConfig) -> TrainTransform:
+def train_transform(cfg: DataSettings) -> TrainTransform:
     """The reference training augmentation with the config's crop, scales and switches, then ``data.transform``."""
     extra = UserTransform(cfg.transform) if cfg.transform else None
     return TrainTransform(cfg.crop_size, cfg.scale_range, cfg.cat_max_ratio, cfg.crop_retries, cfg.flip_prob,

@@ -24,7 +24,7 @@ import torch
 
 from segrecipes.cache import cache_folder, write_json
 
-from ..config import DataConfig
+from .settings import DataSettings
 from .check import files_fingerprint
 from .errors import DataError
 from .files import IGNORE_INDEX, SegmentationFiles
@@ -131,7 +131,7 @@ def median_frequency_weights(stats: DatasetStats) -> list[float]:
 
 
 def cached_stats(
-    cfg: DataConfig, split: str = "train", cache_dir: Path | None = None, exclude: Collection[int] = ()
+    cfg: DataSettings, split: str = "train", cache_dir: Path | None = None, exclude: Collection[int] = ()
 ) -> DatasetStats:
     """:func:`dataset_stats` of ``split`` (without the pairs at ``exclude``), read from ``cache_dir`` (default:
     the data checks' cache folder) when its files and label mapping are unchanged. Synthetic data has no

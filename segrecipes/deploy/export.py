@@ -78,7 +78,7 @@ def export_model(
     model = trained.model.cpu().eval()
     EXPORT_FORMATS[format_name][1](trained, path)
     exported = load_model(path, "cpu").model
-    shapes = shapes or check_shapes(trained.config.data.eval_size)
+    shapes = shapes or check_shapes(trained.config.eval.size)
     results = {shape: compare(model, exported, shape) for shape in shapes}
     report = ExportReport(path, format_name, {shape: diff for shape, (diff, _) in results.items()},
                           max(scale for _, scale in results.values()))

@@ -1,25 +1,32 @@
-"""Finding the device microbatch that fits in GPU memory, once, before the first step.
+"""The device microbatch that fits in GPU memory (``train.device_microbatch_size: auto``).
 
-Under DDP a rank that ran out of memory in the middle of a step could not retry alone: the other
-ranks would wait for it in the gradient all-reduce. So each rank probes on its own (the bare model,
-no collectives), halving until a forward and backward fit, and then all ranks take the smallest.
+In one process a step that runs out of memory is retried from where it started with half the
+microbatch (:func:`retried_on_oom`). Under DDP a rank could not retry alone: the other ranks would wait
+for it in the gradient all-reduce. So there each rank probes once before the first step on its own (the
+bare model, no collectives), halving until a forward and backward fit, and then all ranks take the
+smallest (:func:`probe_microbatch`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from segrecipes.engine.checkpoint import set_torch_rng_state, torch_rng_state
 from segrecipes.engine.distributed import is_distributed
 from segrecipes.engine.skips import BufferGuard
+from segrecipes.errors import ConfigError
 
 # BatchNorm (the image-pool branch sees a 1x1 map) cannot train on one image
 MIN_MICROBATCH = 2
+T = TypeVar("T")
 
 
 def largest_fitting(attempt: Callable[[int], None], start: int, minimum: int = MIN_MICROBATCH) -> int:
@@ -73,3 +80,68 @@ def probe_microbatch(
         model.zero_grad(set_to_none=True)
         buffers.restore()
         set_torch_rng_state(rng, device)
+
+
+def retried_on_oom(step: Callable[[int], T], microbatch: int, retry: bool, device: torch.device,
+                   buffers: BufferGuard, optimizer: torch.optim.Optimizer, where: str) -> tuple[T, int]:
+    """``step(microbatch)`` and the microbatch it ran with. Out of GPU memory with ``retry``, the step runs
+    again from where it started (BatchNorm buffers, gradients and random state restored) with half the
+    microbatch, down to :data:`MIN_MICROBATCH`; otherwise the error is re-raised with a note naming
+    ``where`` (step and rank) and the setting to lower."""
+    while True:
+        rng = torch_rng_state(device) if retry else None
+        try:
+            return step(microbatch), microbatch
+        except torch.cuda.OutOfMemoryError as error:
+            if rng is None or microbatch // 2 < MIN_MICROBATCH:
+                error.add_note(f"{where}, device microbatch {microbatch}: set train.device_microbatch_size lower")
+                raise
+        # Out of memory, outside the handler: the error's traceback no longer holds the failed
+        # attempt's activations, so emptying the cache returns their memory.
+        microbatch //= 2
+        buffers.restore()
+        optimizer.zero_grad(set_to_none=True)
+        set_torch_rng_state(rng, device)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        warnings.warn(f"out of GPU memory: device microbatch lowered to {microbatch}", stacklevel=3)
+
+
+def device_batches(global_batch: int, world_size: int, wanted: int | str) -> tuple[int, int]:
+    """(images per rank, images per microbatch) of a global batch; ``wanted``: the microbatch asked for, or
+    ``auto`` (the rank's whole batch until memory says otherwise)."""
+    if global_batch % world_size:
+        raise ConfigError(f"train.global_batch_size: {global_batch} is not divisible by the world size {world_size}")
+    per_rank = global_batch // world_size
+    microbatch = min(per_rank if wanted == "auto" else int(wanted), per_rank)
+    if microbatch < MIN_MICROBATCH:
+        raise ConfigError(f"train: {per_rank} image(s) per device and microbatch {microbatch}: BatchNorm needs at "
+                          f"least {MIN_MICROBATCH} images per microbatch")
+    return per_rank, microbatch
+
+
+def accumulated_gradients(
+    forward: Callable[[torch.Tensor], torch.Tensor], loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    images: torch.Tensor, target: torch.Tensor, microbatch: int, ddp: DistributedDataParallel | None,
+    scaler: torch.amp.GradScaler | None, amp_dtype: torch.dtype | None, optimizer: torch.optim.Optimizer,
+) -> Callable[[bool], torch.Tensor]:
+    """``compute_grads(sync)`` for a batch (what :class:`~segrecipes.methods.base.StepTools` calls): the
+    gradients of the mean loss accumulated over microbatches of at least ``microbatch`` images (never a
+    lone image), all-reduced under DDP only on the last one and only when ``sync``; returns the loss."""
+
+    def compute(sync: bool) -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        count = max(1, len(images) // microbatch)
+        chunks = list(zip(images.tensor_split(count), target.tensor_split(count)))
+        total = torch.zeros((), device=images.device)
+        for index, (chunk_images, chunk_target) in enumerate(chunks):
+            no_sync = ddp is not None and not (sync and index == len(chunks) - 1)
+            with ddp.no_sync() if no_sync else contextlib.nullcontext():  # type: ignore[union-attr]
+                with torch.autocast(images.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    logits = forward(chunk_images)
+                loss = loss_fn(logits, chunk_target) * (len(chunk_images) / len(images))
+                (scaler.scale(loss) if scaler else loss).backward()
+            total += loss.detach()
+        return total
+
+    return compute

@@ -77,6 +77,11 @@ class RunRecord:
         """Whether ``patience`` evaluations in a row did not improve the best metric."""
         return patience is not None and self.since_best >= patience
 
+    def early_stop_message(self, step: int, patience: int | None) -> str:
+        best = (f"than {self.best:.2f}" if math.isfinite(self.best) else
+                "(it was never defined: is the class absent from the validation data?)")
+        return f"early stop at step {step}: {patience} evaluations without a better {self.best_metric} {best}"
+
     def summary(self, clock: Clock, metrics: SegMetrics | None, skipped_steps: int,
                 stopped_early: bool = False, environment: dict[str, Any] | None = None) -> dict[str, Any]:
         """The final scores and the run's figures; written to ``summary.json``, with the confusion

@@ -1,21 +1,17 @@
-"""How long and how a run trains: everything the trainer needs that is not a component."""
+"""How long and how a run trains: everything the trainer needs that is not a component (the ``train``
+section of a run's config is this class)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
+from pydantic import Field, field_validator
+
 from segrecipes.duration import Duration
-from segrecipes.engine.trackers import check_trackers
-from segrecipes.errors import ConfigError
+from segrecipes.fields import DurationField, IntervalField, Section
 
 
-def _duration(value: Duration | str | None) -> Duration | None:
-    return None if value is None else Duration.parse(value)
-
-
-@dataclass
-class TrainSettings:
+class TrainSettings(Section):
     """Durations and intervals are :class:`~segrecipes.duration.Duration` or text (``"25ep"``,
     ``"1000ba"``, ``"39min"``); ``None`` switches an interval off.
 
@@ -31,44 +27,38 @@ class TrainSettings:
     naming the rank and the step, instead of the job hanging.
     """
 
-    duration: Duration | str = "1ep"
-    dur_base: Duration | str | None = None  # what ``dur`` values are fractions of (None: the duration)
-    global_batch_size: int = 16
+    duration: DurationField = Duration(128, "ep")
+    dur_base: IntervalField = None  # what `dur` values are fractions of (None: duration); --resume sets it on extension
+    global_batch_size: int = Field(128, gt=0)
     device_microbatch_size: int | Literal["auto"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compile: bool = False
     sync_bn: bool = False
     seed: int = 42
-    eval_interval: Duration | str | None = "1ep"
-    checkpoint_interval: Duration | str | None = "1ep"
-    log_interval: int = 10
-    keep_last: int = 2
+    eval_interval: IntervalField = Duration(1, "ep")
+    log_interval: int = Field(10, gt=0)
+    checkpoint_interval: IntervalField = Duration(1, "ep")
+    keep_last: int = Field(2, ge=1)
     eval_at_start: bool = False
-    max_bad_steps: int = 20
-    loggers: tuple[str, ...] | list[str] = ("tensorboard",)
-    log_images: int = 8
-    best_metric: str = "miou"
-    early_stop_patience: int | None = None
+    max_bad_steps: int = Field(20, ge=1)  # consecutive non-finite steps before the run stops
+    loggers: list[Literal["tensorboard", "wandb", "mlflow"]] = ["tensorboard"]  # besides metrics.jsonl
+    log_images: int = Field(8, ge=0)  # validation images rendered at each evaluation (samples/step-N/, TensorBoard)
+    best_metric: str = "miou"  # what decides best.pt: miou, mdice, macc, pixel_acc, ... or iou/<class>
+    early_stop_patience: int | None = Field(None, ge=1)  # evaluations without a new best before the run ends
     progress: Literal["auto", "rich", "plain", "none"] = "auto"
-    dist_timeout: float = 1800.0  # seconds a collective waits for the other ranks before the run fails
-    num_workers: int = 0
-    pin_memory: bool = True
-    persistent_workers: bool = True
+    dist_timeout: float = Field(1800, gt=0)  # seconds a collective waits for the other ranks before failing
 
-    def __post_init__(self) -> None:
-        self.duration = Duration.parse(self.duration)
-        self.dur_base = _duration(self.dur_base)
-        self.eval_interval = _duration(self.eval_interval)
-        self.checkpoint_interval = _duration(self.checkpoint_interval)
-        for name in ("global_batch_size", "log_interval", "keep_last", "max_bad_steps"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"train.{name}: must be at least 1, got {getattr(self, name)}")
-        check_trackers(self.loggers)
-        if self.log_images < 0:
-            raise ConfigError(f"train.log_images: must be 0 or more, got {self.log_images}")
-        if self.early_stop_patience is not None and self.early_stop_patience < 1:
-            raise ConfigError(f"train.early_stop_patience: must be at least 1, got {self.early_stop_patience}")
-        if self.device_microbatch_size != "auto" and int(self.device_microbatch_size) < 1:
-            raise ConfigError(f"train.device_microbatch_size: must be positive or 'auto', got "
-                              f"{self.device_microbatch_size}")
+    @field_validator("duration", "dur_base")
+    @classmethod
+    def _check_duration(cls, value: Duration | None) -> Duration | None:
+        if value is not None and value.unit == "dur":
+            raise ValueError(f"{value} is a fraction of the run itself: give the run in ba, ep, sp or time")
+        return value
+
+    @field_validator("device_microbatch_size")
+    @classmethod
+    def _check_microbatch(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value <= 0:
+            raise ValueError("device_microbatch_size must be positive or 'auto'")
+        return value

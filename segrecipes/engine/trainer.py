@@ -10,27 +10,23 @@ back from the device (see the engine's package docstring for the synchronization
 
 from __future__ import annotations
 
-import contextlib
-import math
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
 from segrecipes.data.loader import build_train_loader
-from segrecipes.data.normalize import normalize
+from segrecipes.data.normalize import on_device
 from segrecipes.data.sampler import TrainSampler
-from segrecipes.engine.checkpoint import CheckpointError, all_finite, rng_state, save_training_checkpoint, \
-    set_rng_state, set_torch_rng_state, torch_rng_state
+from segrecipes.engine.checkpointer import Checkpointer
 from segrecipes.engine.clock import Clock
-from segrecipes.engine.distributed import DistInfo, agreed_max, gathered, init_distributed, named_collective_errors
-from segrecipes.engine.interrupt import RunInterrupted, StopSignal, TrainingDiverged
-from segrecipes.engine.microbatch import MIN_MICROBATCH, probe_microbatch
+from segrecipes.engine.distributed import DistInfo, agreed_max, init_distributed, named_collective_errors
+from segrecipes.engine.interrupt import RunInterrupted, StopSignal
+from segrecipes.engine.microbatch import accumulated_gradients, device_batches, probe_microbatch, retried_on_oom
+from segrecipes.engine.placement import placed, wrapped_for_ranks
 from segrecipes.engine.precision import amp_dtype_for, grad_scaler_for
 from segrecipes.engine.progress import ProgressBar
 from segrecipes.engine.record import RunRecord
@@ -60,6 +56,8 @@ class Trainer:
     events, checkpoints and a summary there; ``config`` (a plain dict) is recorded with them so that
     ``segrecipes eval`` can rebuild the model. With a ``mirror`` (a run folder on object storage, ``run_dir``
     its local staging folder), rank 0 uploads each checkpoint and the run's files after it, and at the end.
+    ``clock`` (what the run's durations mean in steps) is built from ``settings`` when not given; the
+    training loader uses ``num_workers`` processes (and evaluation as many).
     """
 
     def __init__(
@@ -80,6 +78,10 @@ class Trainer:
         config: dict[str, Any] | None = None,
         dist: DistInfo | None = None,
         mirror: RemoteMirror | None = None,
+        clock: Clock | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = True,
+        persistent_workers: bool = True,
     ) -> None:
         self.settings, self.loss_fn, self.optimizer = settings, loss_fn, optimizer
         self.train_data, self.val_data = train_data, val_data
@@ -92,58 +94,31 @@ class Trainer:
         if metric_error is not None:
             raise ConfigError(f"train.best_metric: {metric_error}")
         self.run_dir, self.config = (Path(run_dir) if run_dir is not None else None), config
-        self.mirror = mirror
+        self.mirror, self.num_workers = mirror, num_workers
         self.dist = dist or init_distributed(settings.device, settings.dist_timeout)
         self.device = self.dist.device
         self.methods = arrange(methods)
         torch.manual_seed(settings.seed + self.dist.rank)
-
+        self.model = placed(model, self.methods, self.optimizer, settings.sync_bn, self.dist)
         batch = settings.global_batch_size
-        if batch % self.dist.world_size:
-            raise ConfigError(f"train.global_batch_size: {batch} is not divisible by the world size "
-                              f"{self.dist.world_size}")
-        self.batch_per_rank = batch // self.dist.world_size
-        wanted = settings.device_microbatch_size
-        self.microbatch = min(self.batch_per_rank if wanted == "auto" else int(wanted), self.batch_per_rank)
-        if self.microbatch < MIN_MICROBATCH:
-            raise ConfigError(f"train: {self.batch_per_rank} image(s) per device and microbatch {self.microbatch}: "
-                              f"BatchNorm needs at least {MIN_MICROBATCH} images per microbatch")
+        self.batch_per_rank, self.microbatch = device_batches(batch, self.dist.world_size,
+                                                              settings.device_microbatch_size)
         self.sampler = TrainSampler(len(train_data), self.batch_per_rank, settings.seed, self.dist.rank,
                                     self.dist.world_size)
-        self.loader = build_train_loader(train_data, self.sampler, self.batch_per_rank, settings.num_workers,
-                                         settings.pin_memory and self.device.type == "cuda",
-                                         settings.persistent_workers)
-        self.clock = Clock(settings.duration, self.sampler.batches_per_epoch, batch, settings.dur_base)
-
-        self.model = self._prepare(model)
+        self.loader = build_train_loader(train_data, self.sampler, self.batch_per_rank, num_workers,
+                                         pin_memory and self.device.type == "cuda", persistent_workers)
+        self.clock = clock or Clock(settings.duration, self.sampler.batches_per_epoch, batch, settings.dur_base)
         self.amp_dtype = amp_dtype_for(settings.precision, self.device)
         self.scaler = grad_scaler_for(self.amp_dtype, self.device)
-        unused = any(method.leaves_parameters_unused for method in self.methods)
-        self.ddp = DistributedDataParallel(self.model, device_ids=None if self.device.index is None else
-                                           [self.device.index], find_unused_parameters=unused
-                                           ) if self.dist.distributed else None
+        self.ddp = wrapped_for_ranks(self.model, self.dist, any(m.leaves_parameters_unused for m in self.methods))
         wrapped = self.ddp or self.model
         self.forward = torch.compile(wrapped) if settings.compile else wrapped
         self.buffers, self.skips = BufferGuard(self.model), SkipCounter(self.device)
         self.record = RunRecord(self.run_dir, config, enabled=self.dist.is_main, best_metric=settings.best_metric,
                                 loggers=settings.loggers)
+        self.checkpointer = Checkpointer(self.run_dir, settings.keep_last, self.dist, mirror)
         self.samples = choose_samples(len(val_data), settings.log_images, settings.seed) if val_data is not None else []
         self._probed = False
-
-    def _prepare(self, model: nn.Module) -> nn.Module:
-        """The methods' ``prepare_model``, SyncBN, the device; the optimizer must still hold its parameters."""
-        for method in self.methods:
-            model = method.prepare_model(StepContext(0, 0, 0.0, model), model)
-        if self.settings.sync_bn and self.dist.distributed:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        elif self.settings.sync_bn:
-            warnings.warn("train.sync_bn is ignored in a single process", stacklevel=3)
-        model = model.to(self.device)
-        own = {id(param) for param in model.parameters()}
-        if any(id(param) not in own for group in self.optimizer.param_groups for param in group["params"]):
-            raise ConfigError("the optimizer holds parameters that are not the model's: build it from this "
-                              "model's parameters (a method's prepare_model must keep them)")
-        return model
 
     def context(self, during_step: bool = False) -> StepContext:
         """Where the run is, for the methods' hooks (``during_step``: the step about to be taken)."""
@@ -154,8 +129,7 @@ class Trainer:
     def step(self, images: torch.Tensor, target: torch.Tensor) -> StepResult:
         """One optimizer step on this rank's share of a global batch; advances the clock."""
         context = self.context(during_step=True)
-        images = normalize(images.to(self.device, non_blocking=True))
-        target = _target_on(self.device, target)
+        images, target = on_device(images, target, self.device)
         for method in self.methods:
             images, target = method.transform_batch(context, images, target)
         set_lr(self.optimizer, self.lr_schedule(context.fraction))
@@ -169,54 +143,24 @@ class Trainer:
         return result
 
     def _take_step(self, context: StepContext, images: torch.Tensor, target: torch.Tensor) -> StepResult:
-        """The first method that takes over the step (SAM), else the plain step. Out of GPU memory with
-        ``device_microbatch_size: auto`` in one process, the step is retried from where it started with
-        half the microbatch (under DDP the microbatch is found before the first step instead)."""
+        """The first method that takes over the step (SAM), else the plain step; out of GPU memory in one
+        process with ``device_microbatch_size: auto``, retried with half the microbatch (microbatch.py)."""
+
+        def attempt(microbatch: int) -> StepResult:
+            compute = accumulated_gradients(self.forward, self.loss_fn, images, target, microbatch, self.ddp,
+                                            self.scaler, self.amp_dtype, self.optimizer)
+            tools = StepTools(compute, self.optimizer, self.scaler)
+            for method in self.methods:
+                result = method.optimizer_step(context, tools)
+                if result is not None:
+                    return result
+            loss = tools.compute_grads(True)
+            return StepResult(loss, optimizer_step(self.optimizer, self.scaler))
+
         retry = self.settings.device_microbatch_size == "auto" and not self.dist.distributed
-        while True:
-            rng = torch_rng_state(self.device) if retry else None
-            tools = StepTools(self._gradients(images, target), self.optimizer, self.scaler)
-            try:
-                for method in self.methods:
-                    result = method.optimizer_step(context, tools)
-                    if result is not None:
-                        return result
-                loss = tools.compute_grads(True)
-                return StepResult(loss, optimizer_step(self.optimizer, self.scaler))
-            except torch.cuda.OutOfMemoryError as error:
-                if rng is None or self.microbatch // 2 < MIN_MICROBATCH:
-                    error.add_note(f"step {context.step}, rank {self.dist.rank}, device microbatch {self.microbatch}: "
-                                   "set train.device_microbatch_size lower")
-                    raise
-            # Out of memory, outside the handler: the error's traceback no longer holds the failed
-            # attempt's activations, so emptying the cache returns their memory.
-            self.microbatch //= 2
-            self.buffers.restore()
-            self.optimizer.zero_grad(set_to_none=True)
-            set_torch_rng_state(rng, self.device)
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            warnings.warn(f"out of GPU memory: device microbatch lowered to {self.microbatch}", stacklevel=2)
-
-    def _gradients(self, images: torch.Tensor, target: torch.Tensor) -> Callable[[bool], torch.Tensor]:
-        """``compute_grads(sync)`` of :class:`~segrecipes.methods.base.StepTools` for this batch."""
-
-        def compute(sync: bool) -> torch.Tensor:
-            self.optimizer.zero_grad(set_to_none=True)
-            count = max(1, len(images) // self.microbatch)  # chunks of >= microbatch images: never a lone one
-            chunks = list(zip(images.tensor_split(count), target.tensor_split(count)))
-            total = torch.zeros((), device=self.device)
-            for index, (chunk_images, chunk_target) in enumerate(chunks):
-                no_sync = self.ddp is not None and not (sync and index == len(chunks) - 1)
-                with self.ddp.no_sync() if no_sync else contextlib.nullcontext():
-                    with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                        logits = self.forward(chunk_images)
-                    loss = self.loss_fn(logits, chunk_target) * (len(chunk_images) / len(images))
-                    (self.scaler.scale(loss) if self.scaler else loss).backward()
-                total += loss.detach()
-            return total
-
-        return compute
+        result, self.microbatch = retried_on_oom(attempt, self.microbatch, retry, self.device, self.buffers,
+                                                 self.optimizer, f"step {context.step}, rank {self.dist.rank}")
+        return result
 
     # ----------------------------------------------------------------- the loop
     def fit(self) -> dict[str, Any]:
@@ -277,10 +221,7 @@ class Trainer:
                     last_eval_s = clock.elapsed_s
                     if not finished and self.record.stalled(patience):
                         finished = True
-                        best = (f"than {self.record.best:.2f}" if math.isfinite(self.record.best) else
-                                "(it was never defined: is the class absent from the validation data?)")
-                        bar.message(f"early stop at step {clock.step}: {patience} evaluations without a better "
-                                    f"{settings.best_metric} {best}")
+                        bar.message(self.record.early_stop_message(clock.step, patience))
                 if finished or interrupted or clock.due(settings.checkpoint_interval, last_checkpoint_s):
                     self.save_checkpoint()
                     last_checkpoint_s = clock.elapsed_s
@@ -314,7 +255,7 @@ class Trainer:
         if not self._probed and self.settings.device_microbatch_size == "auto" and self.device.type == "cuda":
             self._probed = True
             image, target = self.loader.dataset[(0, 0)]
-            sample = normalize(image.to(self.device)), _target_on(self.device, target)
+            sample = on_device(image, target, self.device)
             self.microbatch = probe_microbatch(self.model, self.loss_fn, *sample, self.microbatch, self.amp_dtype,
                                                self.buffers)
 
@@ -333,11 +274,11 @@ class Trainer:
             raise ConfigError("evaluate: this trainer has no validation data")
         return evaluate(self.eval_model(), data, self.inference, class_names=self.class_names or None,
                         ignore_index=self.ignore_index, device=self.device, amp_dtype=self.amp_dtype,
-                        num_workers=self.settings.num_workers)
+                        num_workers=self.num_workers)
 
     def _evaluate(self, bar: ProgressBar) -> SegMetrics:
         metrics = self.evaluate()
-        self.record.log_evaluation(self.clock, metrics, self._best_state)
+        self.record.log_evaluation(self.clock, metrics, lambda: self.checkpointer.best_state(self))
         if self.samples and self.dist.is_main and self.run_dir is not None:
             self.record.log_samples(self.clock, render_samples(
                 self.eval_model(), self.val_data, self.samples, self.inference, self.class_names,
@@ -347,66 +288,14 @@ class Trainer:
                     + (f"  worst IoU: {worst}" if worst else ""))
         return metrics
 
-    def _best_state(self) -> dict[str, Any] | None:
-        model = self.eval_model()
-        return {"config": self.config, "model": model.state_dict(), "data": self._data_info(),
-                "clock": self.clock.state_dict()} if all_finite(model) else None
-
-    def _data_info(self) -> dict[str, Any]:
-        names = self.class_names
-        return {"num_classes": len(names) or None, "class_names": names, "ignore_index": self.ignore_index}
-
     def state_dict(self) -> dict[str, Any]:
-        """Everything a resume needs, as tensors and plain containers."""
-        eval_model = self.eval_model()
-        return {
-            "config": self.config,
-            "model": self.model.state_dict(),
-            "eval_model": eval_model.state_dict() if eval_model is not self.model else None,
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler else None,
-            "methods": {method.name: method.state_dict() for method in self.methods},
-            "clock": self.clock.state_dict(),
-            **self.record.state_dict(),
-            "rng": rng_state(),
-            "data": self._data_info(),
-        }
+        """Everything a resume needs (:class:`~segrecipes.engine.checkpointer.Checkpointer`)."""
+        return self.checkpointer.state(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from :meth:`state_dict`, e.g. a checkpoint read by ``engine.checkpoint.load_checkpoint``."""
-        saved = state["data"]["num_classes"]
-        if saved and self.class_names and saved != len(self.class_names):
-            raise CheckpointError(f"checkpoint has {saved} classes but the data has {len(self.class_names)}: "
-                                  "resume on the data the run was trained on")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scaler is not None and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        for method in self.methods:
-            method.load_state_dict(state["methods"].get(method.name, {}))
-        self.clock.load_state_dict(state["clock"])
-        self.record.load_state_dict(state)
-        ranks = state.get("rank_rng")  # this rank's own generators, when the run had as many ranks
-        set_rng_state(ranks[self.dist.rank] if ranks and len(ranks) == self.dist.world_size else state["rng"])
+        self.checkpointer.restore(self, state)
 
     def save_checkpoint(self) -> None:
-        """Write a training checkpoint (rank 0, with a run folder); refuses weights that are not finite. Every
-        rank calls it at the same step: each rank's random generators are saved, so that dropout and MixUp
-        draw after a resume what they would have drawn."""
-        ranks = gathered(rng_state()) if self.dist.distributed else None
-        if not self.dist.is_main or self.run_dir is None:
-            return
-        if not all_finite(self.model) or not all_finite(self.eval_model()):
-            raise TrainingDiverged(f"non-finite weights at step {self.clock.step}; no checkpoint written")
-        state = {**self.state_dict(), **({"rank_rng": ranks} if ranks else {})}
-        path = save_training_checkpoint(state, self.run_dir / "checkpoints", self.settings.keep_last)
-        self.record.flush()  # the logs as of this checkpoint, for a copy of the folder (remote, or a user's)
-        if self.mirror is not None:
-            self.mirror.upload_checkpoint(path, self.settings.keep_last)
-
-
-def _target_on(device: torch.device, target: torch.Tensor) -> torch.Tensor:
-    """Class indices travel as uint8 (an eighth of int64's bytes) and are widened on the device; a dense
-    float target (a user's own) is moved as it is."""
-    target = target.to(device, non_blocking=True)
-    return target if target.is_floating_point() else target.long()
+        """Write a training checkpoint (rank 0, with a run folder); every rank calls it at the same step."""
+        self.checkpointer.save(self)

@@ -6,14 +6,14 @@ from typing import Any
 
 from torch import nn
 
-from ..config import ModelConfig
+from .settings import ModelSettings
 from .deeplabv3plus import DeepLabV3Plus
 from .flops import forward_flops
 from .smp_model import SMP_PREFIX, SMPModel
 from .weights import ModelError
 
 
-def build_model(cfg: ModelConfig, num_classes: int, in_channels: int = 3) -> nn.Module:
+def build_model(cfg: ModelSettings, num_classes: int, in_channels: int = 3) -> nn.Module:
     """``deeplabv3plus`` (the reference) or ``smp:<Arch>`` for ``in_channels`` images; logits at the input size."""
     if num_classes < 1:
         raise ModelError(f"num_classes: must be at least 1, got {num_classes}")

@@ -10,10 +10,12 @@ import time
 import pytest
 import torch
 
-from segrecipes.bench import gpu, gpu_checks, gpu_speed
-from segrecipes.bench.gpu_checks import CheckResult, Finding, run_checks
-from segrecipes.bench.gpu_report import GpuRecord
-from segrecipes.bench.gpu_speed import CELLS, SKIPPED_BUDGET, TimeBudget, run_sweep
+from segrecipes.bench.gpu import checks as checks_module
+from segrecipes.bench.gpu import run as run_module
+from segrecipes.bench.gpu import speed as speed_module
+from segrecipes.bench.gpu.checks import CheckResult, Finding, run_checks
+from segrecipes.bench.gpu.report import GpuRecord
+from segrecipes.bench.gpu.speed import CELLS, SKIPPED_BUDGET, TimeBudget, run_sweep
 from segrecipes.cli import bench as bench_cli
 from segrecipes.cli.main import main
 
@@ -31,7 +33,7 @@ def test_the_smoke_run_passes_every_check_it_can_and_says_why_for_the_rest(tmp_p
     assert record["smoke"] and record["finished"] and record["device"].startswith("cpu")
 
     checks = {check["name"]: check for check in record["correctness"]}
-    assert list(checks) == [name for name, _ in gpu_checks.CHECKS]
+    assert list(checks) == [name for name, _ in checks_module.CHECKS]
     for name, check in checks.items():
         assert check["error"] is None, f"{name}: {check['error']}"
         if name in NOT_APPLICABLE_ON_CPU:
@@ -93,8 +95,8 @@ def test_a_check_that_raises_is_recorded_and_the_next_one_still_runs(monkeypatch
     def broken(sizes):
         raise RuntimeError("CUDA error: an illegal memory access\nsecond line")
 
-    monkeypatch.setattr(gpu_checks, "CHECKS", (("broken", broken), ("fine", lambda sizes: Finding(True, {"x": 1}))))
-    results = list(run_checks(gpu.SMOKE.checks))
+    monkeypatch.setattr(checks_module, "CHECKS", (("broken", broken), ("fine", lambda sizes: Finding(True, {"x": 1}))))
+    results = list(run_checks(run_module.SMOKE.checks))
     assert [(result.name, result.status) for result in results] == [("broken", "error"), ("fine", "passed")]
     assert results[0].passed is False and results[0].error == "RuntimeError: CUDA error: an illegal memory access"
 
@@ -108,10 +110,10 @@ def test_a_failed_check_makes_the_exit_code_1(monkeypatch, tmp_path) -> None:
 
 
 def test_once_the_budget_is_spent_every_cell_left_is_recorded_as_skipped() -> None:
-    results = list(run_sweep(gpu.SMOKE.sweep, TimeBudget(1.0, time.perf_counter() - 2.0)))
+    results = list(run_sweep(run_module.SMOKE.sweep, TimeBudget(1.0, time.perf_counter() - 2.0)))
     assert [result.cell for result in results] == list(CELLS)
     for result in results:
-        expected = f"skipped: {gpu.SMOKE.sweep.no_compile}" if result.cell.compile else SKIPPED_BUDGET
+        expected = f"skipped: {run_module.SMOKE.sweep.no_compile}" if result.cell.compile else SKIPPED_BUDGET
         assert result.status == expected and result.report == {}
 
 
@@ -122,10 +124,10 @@ def test_a_cell_that_fails_fast_does_not_lower_the_estimate_for_the_next(monkeyp
         if cell.compile:
             time.sleep(1.0)
             raise RuntimeError("inductor failed")
-        return gpu_speed.CellResult(cell, "measured")
+        return speed_module.CellResult(cell, "measured")
 
-    monkeypatch.setattr(gpu_speed, "measure_cell", measure)
-    monkeypatch.setattr(gpu_speed, "release", lambda device: None)
-    sizes = dataclasses.replace(gpu.SMOKE.sweep, no_compile=None, eager_s=0.0, compiled_s=30.0)
+    monkeypatch.setattr(speed_module, "measure_cell", measure)
+    monkeypatch.setattr(speed_module, "release", lambda device: None)
+    sizes = dataclasses.replace(run_module.SMOKE.sweep, no_compile=None, eager_s=0.0, compiled_s=30.0)
     compiled = [result for result in run_sweep(sizes, TimeBudget(30.5, time.perf_counter())) if result.cell.compile]
     assert [result.status for result in compiled] == ["error", SKIPPED_BUDGET]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from segrecipes.config import ConfigError, Duration, available_recipes, load_config, parse_override
+from segrecipes.config import ConfigError, Duration, RunConfig, available_recipes, build_config, load_config, \
+    parse_override
 
 
 @pytest.mark.parametrize(
@@ -99,7 +100,7 @@ COMMON = {
     ("optimizer", "momentum"): 0.9, ("optimizer", "weight_decay"): 5e-5, ("train", "global_batch_size"): 128,
     ("train", "precision"): "fp16", ("loss", "name"): "dice_ce", ("loss", "ce_weight"): None,
     ("data", "crop_size"): 512, ("data", "scale_range"): (0.5, 2.0), ("data", "cat_max_ratio"): 0.75,
-    ("data", "crop_retries"): 10, ("data", "flip_prob"): 0.5, ("data", "eval_size"): 512,
+    ("data", "crop_retries"): 10, ("data", "flip_prob"): 0.5, ("eval", "size"): 512,
     ("model", "dropout"): 0.1, ("schedule", "warmup"): None, ("train", "sync_bn"): False,
 }
 # SPEC §2 table: (epochs, schedule, enabled methods, method settings)
@@ -133,3 +134,25 @@ def test_unoptimized_baseline_equals_spec() -> None:
     assert (cfg.schedule.name, cfg.schedule.power) == ("poly", 0.9)
     assert (cfg.train.global_batch_size, str(cfg.train.duration), cfg.train.sync_bn) == (16, "127ep", True)
     assert cfg.model.weights == "IMAGENET1K_V1" and cfg.enabled_methods() == [] and cfg.loss.name == "ce"
+
+
+def test_each_section_is_its_components_own_settings_class() -> None:
+    """One definition per concept: the config's sections are the classes the components take."""
+    from segrecipes.data.settings import DataSettings
+    from segrecipes.engine.settings import TrainSettings
+    from segrecipes.evaluation.options import InferenceOptions
+    from segrecipes.models.settings import ModelSettings
+
+    fields = RunConfig.model_fields
+    assert (fields["train"].annotation, fields["eval"].annotation) == (TrainSettings, InferenceOptions)
+    assert (fields["data"].annotation, fields["model"].annotation) == (DataSettings, ModelSettings)
+    assert RunConfig().train == TrainSettings() and RunConfig().eval == InferenceOptions()
+
+
+def test_data_eval_size_of_earlier_releases_is_the_protocol_size() -> None:
+    saved = {"data": {"spec": "synthetic", "eval_size": 96}, "train": {"duration": "4ba"}}  # a 0.2 run's config
+    assert build_config(saved).eval.size == 96
+    assert load_config("mild", overrides=["data.eval_size=96"]).eval.size == 96  # the old spelling still works
+    assert load_config("mild", overrides=["data.eval_size=96", "eval.size=64"]).eval.size == 64  # the last wins
+    assert load_config("mild", overrides=["eval.size=64", "data.eval_size=96"]).eval.size == 96
+    assert "eval_size" not in load_config("mild").to_dict()["data"]

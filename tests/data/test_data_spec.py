@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from segrecipes.config import DataConfig
+from segrecipes.data.settings import DataSettings
 from segrecipes.data.augmented import AugmentedDataset
 from segrecipes.data.errors import DataError
 from segrecipes.data.loader import build_train_loader
@@ -18,8 +18,8 @@ from segrecipes.data.spec import build_raw_dataset, parse_data_spec, train_trans
 from segrecipes.data.synthetic import SyntheticShapes
 from segrecipes.data.transforms import TrainTransform
 
-SYNTHETIC = DataConfig(
-    synthetic_train_size=24, synthetic_val_size=6, synthetic_image_size=40, crop_size=32, eval_size=48
+SYNTHETIC = DataSettings(
+    synthetic_train_size=24, synthetic_val_size=6, synthetic_image_size=40, crop_size=32
 )
 
 
@@ -69,14 +69,14 @@ def test_build_synthetic_splits() -> None:
 
 
 def test_synthetic_class_count_follows_the_config() -> None:
-    many = build_raw_dataset(DataConfig(synthetic_num_classes=150, synthetic_image_size=32), "train")
+    many = build_raw_dataset(DataSettings(synthetic_num_classes=150, synthetic_image_size=32), "train")
     assert many.num_classes == 150 and many.class_names[:2] == ["background", "disc"]
     labels = torch.cat([many[index][1].flatten() for index in range(40)]).unique()
     assert labels.max() > 5 and labels.max() < 150  # the extra classes are drawn
 
 
 def test_train_transform_follows_the_config() -> None:
-    cfg = DataConfig(
+    cfg = DataSettings(
         crop_size=24, scale_range=(0.7, 1.3), cat_max_ratio=0.5, crop_retries=3, flip_prob=0.2, photometric=False
     )
     transform = train_transform(cfg)
@@ -85,7 +85,7 @@ def test_train_transform_follows_the_config() -> None:
 
 
 def test_build_only_val_on_the_ade20k_samples(ade20k_root: Path) -> None:
-    cfg = DataConfig(spec=f"ade20k:{ade20k_root}", eval_size=64)
+    cfg = DataSettings(spec=f"ade20k:{ade20k_root}")
     val = build_raw_dataset(cfg, "val")
     assert len(val) == 3 and val.num_classes == 150 and val.class_names[0] == "wall"
     with pytest.raises(DataError, match=r"no images found in split 'train' \(looked in .*images/training\)"):
@@ -94,18 +94,18 @@ def test_build_only_val_on_the_ade20k_samples(ade20k_root: Path) -> None:
 
 def test_build_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"missing: folder not found"):
-        build_raw_dataset(DataConfig(spec=f"camvid:{tmp_path / 'missing'}"), "train")
+        build_raw_dataset(DataSettings(spec=f"camvid:{tmp_path / 'missing'}"), "train")
     root = tmp_path / "mine"
     (root / "images" / "train").mkdir(parents=True)
     (root / "masks" / "train").mkdir(parents=True)
     Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(root / "images" / "train" / "a.png")
     Image.fromarray(np.zeros((4, 4), dtype=np.uint8)).save(root / "masks" / "train" / "a.png")
-    cfg = DataConfig(spec=f"folder:{root}", num_classes=2)
+    cfg = DataSettings(spec=f"folder:{root}", num_classes=2)
     assert len(build_raw_dataset(cfg, "train")) == 1
     with pytest.raises(DataError, match=r"no images found in split 'val'"):
         build_raw_dataset(cfg, "val")
     with pytest.raises(DataError, match="data.num_classes is 5 but synthetic has 6 classes"):
-        build_raw_dataset(DataConfig(num_classes=5), "train")
+        build_raw_dataset(DataSettings(num_classes=5), "train")
     with pytest.raises(DataError, match="split 'test'"):
         build_raw_dataset(SYNTHETIC, "test")
 

@@ -14,7 +14,8 @@ from helpers.tiny import tiny_config
 from PIL import Image
 
 from segrecipes.cli.main import main
-from segrecipes.config import ConfigError, DataConfig, RunConfig, build_config
+from segrecipes.config import ConfigError, RunConfig, build_config
+from segrecipes.data.settings import DataSettings
 from segrecipes.data import stats as stats_module
 from segrecipes.data.spec import build_raw_dataset
 from segrecipes.data.stats import DatasetStats, cached_stats, dataset_stats, median_frequency_weights
@@ -65,7 +66,7 @@ def _check_hand_numbers(stats: DatasetStats) -> None:
 
 
 def test_dataset_stats_match_the_hand_count(root: Path) -> None:
-    dataset = build_raw_dataset(DataConfig(spec=f"folder:{root}"), "train")
+    dataset = build_raw_dataset(DataSettings(spec=f"folder:{root}"), "train")
     stats = dataset_stats(dataset, f"folder:{root}", "train", workers=2)
     _check_hand_numbers(stats)
     assert median_frequency_weights(stats) == pytest.approx(WEIGHTS, rel=1e-12)
@@ -88,7 +89,7 @@ def test_a_dataset_without_read_stored_is_indexed() -> None:
 
 
 def test_cached_stats_are_read_back_until_a_file_changes(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg = DataConfig(spec=f"folder:{root}")
+    cfg = DataSettings(spec=f"folder:{root}")
     first = cached_stats(cfg)
     (cached,) = (Path(stats_module.cache_folder()) / "data-stats").glob("*.json")
     counted = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from segrecipes.config import DataConfig
+from segrecipes.data.settings import DataSettings
 from segrecipes.data.spec import build_raw_dataset
 from segrecipes.evaluation.options import InferenceOptions
 from segrecipes.evaluation.evaluate import evaluate
@@ -19,7 +19,7 @@ def _random_model(num_classes: int) -> torch.nn.Module:
 
 
 def test_standard_protocol_scores_ade20k_samples_at_original_size(ade20k_root) -> None:
-    raw = build_raw_dataset(DataConfig(spec=f"ade20k:{ade20k_root}"), "val")
+    raw = build_raw_dataset(DataSettings(spec=f"ade20k:{ade20k_root}"), "val")
     original = [tuple(raw[i][1].shape) for i in range(len(raw))]
     scored: list[tuple[int, int]] = []
     metrics = evaluate(_random_model(150), raw, InferenceOptions(protocol="standard", size=128),
@@ -35,7 +35,7 @@ def test_standard_protocol_scores_ade20k_samples_at_original_size(ade20k_root) -
 
 @pytest.mark.parametrize("protocol", ["reference", "standard"])
 def test_both_protocols_on_camvid_val(camvid_root, protocol) -> None:
-    raw = build_raw_dataset(DataConfig(spec=f"camvid:{camvid_root}"), "val")
+    raw = build_raw_dataset(DataSettings(spec=f"camvid:{camvid_root}"), "val")
     assert len(raw) == 101
     shapes: set[tuple[int, int]] = set()
     metrics = evaluate(_random_model(11), raw, InferenceOptions(protocol=protocol, size=64, batch_size=16),

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from timm.models import adapt_input_conv
 from torchvision.models import get_model
 
-from segrecipes.config import ModelConfig
+from segrecipes.models.settings import ModelSettings
 from segrecipes.models import DeepLabV3Plus, ModelError, ResNetBackbone, SMPModel, build_model
 
 
@@ -30,7 +30,7 @@ def rgb_resnet18(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
 def test_four_channel_deeplab_and_unet_give_logits_at_the_input_size():
     images = torch.randn(2, 4, 37, 45)
     deeplab = DeepLabV3Plus("resnet18", num_classes=3, output_stride=16, head_channels=16, in_channels=4).eval()
-    unet = build_model(ModelConfig(name="smp:Unet", backbone="resnet18"), num_classes=3, in_channels=4).eval()
+    unet = build_model(ModelSettings(name="smp:Unet", backbone="resnet18"), num_classes=3, in_channels=4).eval()
     with torch.no_grad():
         assert deeplab(images).shape == unet(images).shape == (2, 3, 37, 45)
     assert deeplab.backbone.conv1.weight.shape == (64, 4, 7, 7)

@@ -1,4 +1,4 @@
-"""build_model from a ModelConfig, and the numbers describe_model / forward_flops report."""
+"""build_model from a ModelSettings, and the numbers describe_model / forward_flops report."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from segrecipes.config import ModelConfig
+from segrecipes.models.settings import ModelSettings
 from segrecipes.models import DeepLabV3Plus, ModelError, SMPModel, build_model, describe_model, forward_flops
 
 
 def test_reference_config_builds_the_configured_deeplab():
-    cfg = ModelConfig(backbone="resnet18", output_stride=16, dropout=0.3)
+    cfg = ModelSettings(backbone="resnet18", output_stride=16, dropout=0.3)
     model = build_model(cfg, num_classes=11)
     assert isinstance(model, DeepLabV3Plus)
     assert model.backbone.arch == "resnet18" and model.backbone.output_stride == 16
@@ -21,7 +21,7 @@ def test_reference_config_builds_the_configured_deeplab():
 
 
 def test_smp_config_builds_the_smp_architecture():
-    model = build_model(ModelConfig(name="smp:FPN", backbone="resnet18"), num_classes=6)
+    model = build_model(ModelSettings(name="smp:FPN", backbone="resnet18"), num_classes=6)
     assert isinstance(model, SMPModel) and type(model.model).__name__ == "FPN"
     with torch.no_grad():
         assert model.eval()(torch.randn(1, 3, 50, 70)).shape == (1, 6, 50, 70)
@@ -29,9 +29,9 @@ def test_smp_config_builds_the_smp_architecture():
 
 def test_bad_class_count_and_bad_smp_name_are_model_errors():
     with pytest.raises(ModelError, match="num_classes: must be at least 1, got 0"):
-        build_model(ModelConfig(backbone="resnet18"), num_classes=0)
+        build_model(ModelSettings(backbone="resnet18"), num_classes=0)
     with pytest.raises(ModelError, match="did you mean smp:FPN"):
-        build_model(ModelConfig(name="smp:FNP", backbone="resnet18"), num_classes=2)
+        build_model(ModelSettings(name="smp:FNP", backbone="resnet18"), num_classes=2)
     assert issubclass(ModelError, ValueError)
 
 

@@ -17,7 +17,7 @@ from helpers.bad_data import (
 )
 
 from segrecipes.cli.main import main
-from segrecipes.config import DataConfig
+from segrecipes.data.settings import DataSettings
 from segrecipes.data.ade20k import ADE20k
 from segrecipes.data.camvid import CamVid
 from segrecipes.data.check import Report, cheap_checks, check_dataset
@@ -147,7 +147,7 @@ def test_bad_indices_are_the_pairs_the_loader_fails_on(tmp_path: Path) -> None:
 def test_folder_label_options_decide_which_values_are_valid(tmp_path: Path) -> None:
     root = tmp_path / "data"
     _pair(root, "one", mask=np.array([[0, 1, 3, 200]]).repeat(16, axis=0).repeat(4, axis=1))
-    base = DataConfig(spec=f"folder:{root}", num_classes=3, ignore_value=200)
+    base = DataSettings(spec=f"folder:{root}", num_classes=3, ignore_value=200)
     # raw 0 ignored, 1 -> class 0, 3 -> class 2, 200 ignored: all valid
     assert check_dataset(base.model_copy(update={"reduce_zero_label": True}), ("train",)).ok
     # without the shift, 3 is past the last class 2, and the check says which setting fits the values

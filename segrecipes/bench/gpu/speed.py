@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from segrecipes.bench.driver import bench_trainer, synthetic_batch
-from segrecipes.bench.gpu_workload import Workload, error_line, release
+from segrecipes.bench.gpu.workload import Workload, error_line, release
 from segrecipes.bench.throughput import measure_throughput
 from segrecipes.data.normalize import normalize
 from segrecipes.engine.microbatch import MIN_MICROBATCH, probe_microbatch

@@ -32,7 +32,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from segrecipes.bench.driver import bench_trainer, synthetic_batch
-from segrecipes.bench.gpu_workload import Workload, error_line, release
+from segrecipes.bench.gpu.workload import Workload, error_line, release
 from segrecipes.config import RunConfig
 from segrecipes.data.normalize import normalize
 from segrecipes.data.spec import build_raw_dataset
@@ -41,7 +41,7 @@ from segrecipes.engine.distributed import DistInfo, pick_device
 from segrecipes.engine.trainer import Trainer
 from segrecipes.methods import SegmentationLoss
 from segrecipes.methods.base import StepResult
-from segrecipes.run import build_optimizer, build_trainer, train_settings, training_data
+from segrecipes.run import build_optimizer, build_trainer, training_data
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 SYNC_WARNING = "called a synchronizing CUDA operation"
@@ -192,8 +192,8 @@ def _tiny_trainer(config: RunConfig) -> Trainer:
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
                           nn.Conv2d(8, raw.num_classes, 1))
     return Trainer(model, SegmentationLoss.named(config.loss.name, raw.ignore_index),
-                   build_optimizer(config.optimizer, model), training_data(config, raw), train_settings(config),
-                   class_names=raw.class_names, ignore_index=raw.ignore_index)
+                   build_optimizer(config.optimizer, model), training_data(config, raw), config.train,
+                   class_names=raw.class_names, ignore_index=raw.ignore_index, num_workers=config.data.num_workers)
 
 
 def _cpp_compiler() -> bool:

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torchvision.io import write_jpeg, write_png
 
-from segrecipes.bench.gpu_workload import CLASSES
+from segrecipes.bench.gpu.workload import CLASSES
 from segrecipes.bench.pipeline import PipelineReport, measure_pipeline
 from segrecipes.config import load_config
 from segrecipes.run import training_data

@@ -5,9 +5,9 @@ H100/H200, so that a short GPU lease runs it in one go::
 
 It writes ``gpu-results/gpu_check.json`` and ``gpu_check.md`` (rewritten after every check and cell, so a
 lease cut short still leaves what was done) and exits with 1 if a correctness check failed. In order:
-the correctness checks (gpu_checks.py, always all of them, about 1.5 minutes), the data pipeline
-(gpu_data.py, about half a minute; before the throughput so that a lease cut short loses throughput
-cells, never the whole section), then the training throughput (gpu_speed.py: no cell starts that is
+the correctness checks (checks.py, always all of them, about 1.5 minutes), the data pipeline
+(data.py, about half a minute; before the throughput so that a lease cut short loses throughput
+cells, never the whole section), then the training throughput (speed.py: no cell starts that is
 expected to end past ``--budget-s`` seconds from the start, 420 by default); whether the data pipeline
 feeds the GPU is judged against the fastest mild cell. ``--smoke`` runs the same code on a CPU at tiny
 sizes in under a minute; tests/bench/test_bench_gpu.py runs it, so the script cannot rot.
@@ -24,9 +24,9 @@ import torch
 from rich.console import Console
 from rich.markup import escape
 
-from segrecipes.bench.gpu_checks import CheckSizes, run_checks
-from segrecipes.bench.gpu_data import DataSizes, measure_data
-from segrecipes.bench.gpu_report import (
+from segrecipes.bench.gpu.checks import CheckSizes, run_checks
+from segrecipes.bench.gpu.data import DataSizes, measure_data
+from segrecipes.bench.gpu.report import (
     JSON_FILE,
     MARKDOWN_FILE,
     GpuRecord,
@@ -37,8 +37,8 @@ from segrecipes.bench.gpu_report import (
     throughput_section,
     write_record,
 )
-from segrecipes.bench.gpu_speed import SweepSizes, TimeBudget, run_sweep
-from segrecipes.bench.gpu_workload import Workload, error_line
+from segrecipes.bench.gpu.speed import SweepSizes, TimeBudget, run_sweep
+from segrecipes.bench.gpu.workload import Workload, error_line
 from segrecipes.bench.threads import torch_threads
 from segrecipes.bench.throughput import device_name
 from segrecipes.config import ConfigError

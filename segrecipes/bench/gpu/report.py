@@ -12,9 +12,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from segrecipes.bench.gpu_checks import CheckResult
-from segrecipes.bench.gpu_data import SampleFiles
-from segrecipes.bench.gpu_speed import GOAL_IMAGES_PER_S, GOAL_RECIPE, CellResult
+from segrecipes.bench.gpu.checks import CheckResult
+from segrecipes.bench.gpu.data import SampleFiles
+from segrecipes.bench.gpu.speed import GOAL_IMAGES_PER_S, GOAL_RECIPE, CellResult
 from segrecipes.bench.pipeline import PipelineReport
 from segrecipes.cache import write_json
 

@@ -1,0 +1,91 @@
+"""Checkpoints beside the loop (as timm's ``CheckpointSaver`` sits beside its train loop): what a
+trainer's state is, writing it (every rank's random generators gathered, rank 0 writes, the remote run
+folder gets a copy), the best model's state, and continuing from a state.
+
+A state holds everything a resume needs, as tensors and plain containers: the model, the evaluation
+model (EMA's average) when it differs, optimizer, grad scaler, methods, clock, the run record (history,
+best score), the random generators of the process and of every rank, and what the data was.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from segrecipes.engine.checkpoint import CheckpointError, all_finite, rng_state, save_training_checkpoint, \
+    set_rng_state
+from segrecipes.engine.distributed import DistInfo, gathered
+from segrecipes.engine.interrupt import TrainingDiverged
+from segrecipes.engine.remote import RemoteMirror
+
+if TYPE_CHECKING:  # the trainer is what a checkpoint is of; only its type is needed here
+    from segrecipes.engine.trainer import Trainer
+
+
+class Checkpointer:
+    """Writes ``run_dir/checkpoints`` (keeping the newest ``keep_last``) and mirrors it; nothing without
+    a run folder or off rank 0 (every rank still takes part in gathering the random states)."""
+
+    def __init__(self, run_dir: Path | None, keep_last: int, dist: DistInfo, mirror: RemoteMirror | None = None
+                 ) -> None:
+        self.run_dir, self.keep_last, self.dist, self.mirror = run_dir, keep_last, dist, mirror
+
+    def state(self, trainer: Trainer) -> dict[str, Any]:
+        """Everything a resume needs, as tensors and plain containers."""
+        eval_model = trainer.eval_model()
+        return {
+            "config": trainer.config,
+            "model": trainer.model.state_dict(),
+            "eval_model": eval_model.state_dict() if eval_model is not trainer.model else None,
+            "optimizer": trainer.optimizer.state_dict(),
+            "scaler": trainer.scaler.state_dict() if trainer.scaler else None,
+            "methods": {method.name: method.state_dict() for method in trainer.methods},
+            "clock": trainer.clock.state_dict(),
+            **trainer.record.state_dict(),
+            "rng": rng_state(),
+            "data": data_info(trainer.class_names, trainer.ignore_index),
+        }
+
+    def best_state(self, trainer: Trainer) -> dict[str, Any] | None:
+        """What ``best.pt`` holds: the evaluation model with what eval and predict need; None if not finite."""
+        model = trainer.eval_model()
+        return {"config": trainer.config, "model": model.state_dict(),
+                "data": data_info(trainer.class_names, trainer.ignore_index),
+                "clock": trainer.clock.state_dict()} if all_finite(model) else None
+
+    def save(self, trainer: Trainer) -> None:
+        """Write a training checkpoint; refuses weights that are not finite. Every rank calls it at the same
+        step: each rank's random generators are saved, so that dropout and MixUp draw after a resume what
+        they would have drawn."""
+        ranks = gathered(rng_state()) if self.dist.distributed else None
+        if not self.dist.is_main or self.run_dir is None:
+            return
+        if not all_finite(trainer.model) or not all_finite(trainer.eval_model()):
+            raise TrainingDiverged(f"non-finite weights at step {trainer.clock.step}; no checkpoint written")
+        state = {**self.state(trainer), **({"rank_rng": ranks} if ranks else {})}
+        path = save_training_checkpoint(state, self.run_dir / "checkpoints", self.keep_last)
+        trainer.record.flush()  # the logs as of this checkpoint, for a copy of the folder (remote, or a user's)
+        if self.mirror is not None:
+            self.mirror.upload_checkpoint(path, self.keep_last)
+
+    def restore(self, trainer: Trainer, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state`, e.g. a checkpoint read by ``engine.checkpoint.load_checkpoint``."""
+        saved = state["data"]["num_classes"]
+        if saved and trainer.class_names and saved != len(trainer.class_names):
+            raise CheckpointError(f"checkpoint has {saved} classes but the data has {len(trainer.class_names)}: "
+                                  "resume on the data the run was trained on")
+        trainer.model.load_state_dict(state["model"])
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        if trainer.scaler is not None and state.get("scaler"):
+            trainer.scaler.load_state_dict(state["scaler"])
+        for method in trainer.methods:
+            method.load_state_dict(state["methods"].get(method.name, {}))
+        trainer.clock.load_state_dict(state["clock"])
+        trainer.record.load_state_dict(state)
+        ranks = state.get("rank_rng")  # this rank's own generators, when the run had as many ranks
+        set_rng_state(ranks[self.dist.rank] if ranks and len(ranks) == self.dist.world_size else state["rng"])
+
+
+def data_info(class_names: list[str], ignore_index: int) -> dict[str, Any]:
+    """What a checkpoint records of the data, so that eval and predict rebuild the model for it."""
+    return {"num_classes": len(class_names) or None, "class_names": class_names, "ignore_index": ignore_index}
