@@ -23,7 +23,7 @@ from segrecipes.engine.trainer import Trainer
 from segrecipes.evaluation.options import InferenceOptions
 from segrecipes.methods import EMA, SAM, ChannelsLast, Method, MixUp, SegmentationLoss, StepContext
 from segrecipes.optim import SGDW, LRSchedule
-from segrecipes.run import build_trainer
+from segrecipes.run import build_trainer, newest_checkpoint
 
 try:
     __version__ = version("segrecipes")
@@ -48,4 +48,5 @@ __all__ = [
     "__version__",
     "build_trainer",
     "load_config",
+    "newest_checkpoint",
 ]

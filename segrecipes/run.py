@@ -90,12 +90,12 @@ def build_trainer(
     return trainer
 
 
-def newest_checkpoint(run_dir: Path, mirror: RemoteMirror | None = None) -> dict[str, Any] | None:
+def newest_checkpoint(run_dir: Path | str, mirror: RemoteMirror | None = None) -> dict[str, Any] | None:
     """The newest loadable checkpoint of ``run_dir`` (of the remote folder with a ``mirror``), corrupt
     ones skipped with a warning; None when the folder holds none."""
     if mirror is not None:
         return mirror.latest_checkpoint()[1] if mirror.has_checkpoint() else None
-    return latest_checkpoint(run_dir)[1] if checkpoint_candidates(run_dir) else None
+    return latest_checkpoint(Path(run_dir))[1] if checkpoint_candidates(Path(run_dir)) else None
 
 
 def extended(config: RunConfig, saved: RunConfig) -> RunConfig:

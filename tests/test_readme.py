@@ -26,9 +26,11 @@ def test_train_your_own_model_runs_as_written(tmp_path: Path, monkeypatch: pytes
     script.write_text(_python_block_after("Train your own model"))
     monkeypatch.chdir(tmp_path)
     runpy.run_path(str(script), run_name="__main__")
-    printed = capsys.readouterr().out.strip().splitlines()[-1]
+    first, printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("val mIoU")]
     summary = json.loads((tmp_path / "runs" / "squares" / "summary.json").read_text())
     assert printed == f"val mIoU {summary['miou']:.1f}"
-    assert summary["step"] == 40 and [row["step"] for row in summary["history"]] == [20, 40]
+    # the resumed run continued the first one's history: 40 steps, then 20 more
+    assert summary["step"] == 60 and [row["step"] for row in summary["history"]] == [20, 40, 60]
+    assert first == f"val mIoU {summary['history'][1]['miou']:.1f}"
     assert summary["miou"] > 90  # the squares are brighter than the background: a 2-layer network learns them
     assert os.path.exists(tmp_path / "runs" / "squares" / "checkpoints" / "best.pt")

@@ -25,7 +25,7 @@ import yaml
 from segrecipes.bench.entries import CurvePoint, read_curve
 from segrecipes.bench.study.plan import PlannedRun
 from segrecipes.cache import write_json
-from segrecipes.config import ConfigError
+from segrecipes.config import ConfigError, build_config
 from segrecipes.methods import SAM
 from segrecipes.run import build_trainer, weights_normalized
 
@@ -140,7 +140,8 @@ def _result(planned: PlannedRun, out_dir: Path) -> StudyRun | None:
         saved, result = yaml.safe_load((run_dir / "config.yaml").read_text()), None
     else:
         return None
-    difference = _first_difference(_planned_dict(planned), saved)
+    # read as this release reads a config (keys of earlier releases moved, defaults filled in)
+    difference = _first_difference(_planned_dict(planned), build_config(saved, str(run_dir)).to_dict())
     if difference is not None:
         raise ConfigError(f"{run_dir}: holds a run of another config ({difference}); use a new --out folder or "
                           "the same command line")
