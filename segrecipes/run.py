@@ -60,10 +60,9 @@ def build_trainer(
     config's. Bad data is refused here, before the first step. With a ``mirror``, ``run_dir`` is its
     staging folder."""
     if resume == "auto":
-        found = newest_checkpoint(Path(run_dir), mirror) if run_dir is not None else None
-        resume = None if found is None else found
-        if found is not None:
-            config = extended(config, build_config(found["config"], f"{run_dir}/checkpoints"))
+        resume = newest_checkpoint(run_dir, mirror) if run_dir is not None else None
+        if resume is not None:
+            config = extended(config, build_config(resume["config"], f"{run_dir}/checkpoints"))
     check_trackers(config.train.loggers)  # a logger whose package is missing, refused before any work
     config = weights_normalized(config)
     dist = dist or init_distributed(config.train.device, config.train.dist_timeout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
@@ -16,3 +17,14 @@ def new_figure(width: float = 7.0, height: float = 4.5) -> tuple[Any, Any, list[
     return canvas, canvas.subplots(), matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
+
+
+def save_figure(figure: Any, axes: Any, path: Path, xlabel: str, ylabel: str) -> None:
+    """Label the axes, add a light grid and the legend, and write ``path`` (its folder made)."""
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.grid(alpha=0.3, which="both")
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)

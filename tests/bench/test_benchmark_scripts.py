@@ -35,3 +35,19 @@ def test_the_pipeline_side_by_side_runs_on_camvid(camvid_root: Path) -> None:
         rates = result[where]["samples_per_s"]
         assert set(rates) == {"segrecipes", "reference (PIL)"} and min(rates.values()) > 0
         assert result[where]["ratio_to_reference"] > 0
+
+
+@pytest.mark.slow
+def test_ema_vs_raw_scores_both_weights_of_a_run(tmp_path: Path) -> None:
+    from helpers.tiny import tiny_config
+
+    from segrecipes.evaluation.evaluate import evaluate
+    from segrecipes.run import build_trainer
+
+    trainer = build_trainer(tiny_config("ema.half_life=2", "ema.update_interval=1", methods=("ema",)),
+                            tmp_path / "run")
+    trainer.fit()
+    result = _run("ema_vs_raw.py", str(tmp_path / "run"))
+    assert result["run"] == "run" and result["step"] == 6
+    raw = evaluate(trainer.model, trainer.val_data, trainer.inference, class_names=trainer.class_names).miou
+    assert result["raw_miou"] == pytest.approx(raw) and result["ema_miou"] == pytest.approx(trainer.evaluate().miou)

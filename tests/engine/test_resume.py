@@ -67,3 +67,44 @@ def test_an_extended_run_keeps_its_fractional_constants_in_the_batches_they_mean
     assert summary["step"] == 16
     same, _ = resumed_config(tmp_path / "run", [])
     assert same.train.dur_base is not None and str(same.train.dur_base) == "8ba"  # kept on the next resume
+
+
+def _stopped_at_step_3(cfg, run_dir) -> None:
+    with pytest.raises(RunInterrupted):
+        build_trainer(cfg, run_dir, extra_methods=[SignalAtStep(3)]).fit()
+
+
+def test_a_run_of_release_0_2_resumes_bit_for_bit(tmp_path) -> None:
+    cfg = tiny_config("train.duration=6ba", methods=("ema",))
+    straight = build_trainer(cfg, tmp_path / "straight")
+    straight.fit()
+    _stopped_at_step_3(cfg, tmp_path / "old")
+    path, state = latest_checkpoint(tmp_path / "old")
+    # the config as release 0.2 saved it: the protocol size under data, no eval.size or eval.max_long_side
+    saved = state["config"]
+    saved["data"]["eval_size"] = saved["eval"].pop("size")
+    del saved["eval"]["max_long_side"]
+    torch.save(state, path)
+    config, state = resumed_config(tmp_path / "old")
+    assert config.eval.size == cfg.eval.size
+    resumed = build_trainer(config, tmp_path / "old", resume=state)
+    assert resumed.fit()["step"] == 6
+    expected, actual = _weights(straight), _weights(resumed)
+    for key in expected:
+        torch.testing.assert_close(actual[key], expected[key], rtol=0, atol=0, msg=key)
+
+
+def test_build_trainer_resume_auto_continues_a_folder_or_starts_an_empty_one(tmp_path) -> None:
+    cfg = tiny_config("train.duration=6ba", "schedule.name=constant")
+    straight = build_trainer(cfg, tmp_path / "straight")
+    straight.fit()
+    _stopped_at_step_3(cfg, tmp_path / "run")
+    resumed = build_trainer(cfg, tmp_path / "run", resume="auto")  # what --resume auto does, from Python
+    assert resumed.clock.step == 3 and resumed.fit()["step"] == 6
+    expected, actual = _weights(straight), _weights(resumed)
+    for key in expected:
+        torch.testing.assert_close(actual[key], expected[key], rtol=0, atol=0, msg=key)
+    longer = build_trainer(tiny_config("train.duration=8ba", "schedule.name=constant"), tmp_path / "run",
+                           resume="auto")
+    assert longer.clock.step == 6 and str(longer.clock.dur_base) == "6ba"  # extended: dur constants kept
+    assert build_trainer(cfg, tmp_path / "empty", resume="auto").clock.step == 0

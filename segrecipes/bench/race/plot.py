@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from segrecipes.bench.entries import spread
-from segrecipes.bench.figure import new_figure
+from segrecipes.bench.figure import new_figure, save_figure
 from segrecipes.bench.race.run import RaceRun
 from segrecipes.bench.race.score import race_record, summarize
 
@@ -62,12 +62,7 @@ def plot_race(runs: Sequence[RaceRun], target: float, path: Path) -> None:
         if summary.time_to_target_s is not None:
             axes.plot(summary.time_to_target_s.mean / 60, target, marker="*", markersize=12, color=colour)
     axes.axhline(target, color="gray", linestyle="--", label=f"target {target:.4g} mIoU")
-    axes.set_xlabel("wall time (min)")
-    axes.set_ylabel("validation mIoU (%)")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize="small")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    save_figure(figure, axes, path, "wall time (min)", "validation mIoU (%)")
 
 
 def plot_pareto(runs: Sequence[RaceRun], path: Path) -> None:
@@ -77,9 +72,4 @@ def plot_pareto(runs: Sequence[RaceRun], path: Path) -> None:
         axes.errorbar(summary.wall_time_s.mean / 60, summary.final_miou.mean, xerr=summary.wall_time_s.std / 60,
                       yerr=summary.final_miou.std, marker="o", capsize=3, color=colours[index % len(colours)],
                       label=summary.recipe)
-    axes.set_xlabel("total wall time (min)")
-    axes.set_ylabel("final mIoU (%)")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize="small")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    save_figure(figure, axes, path, "total wall time (min)", "final mIoU (%)")

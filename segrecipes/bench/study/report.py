@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from segrecipes.bench.figure import new_figure
+from segrecipes.bench.figure import new_figure, save_figure
 from segrecipes.bench.study.frontier import (
     AtBaselineCost,
     BudgetPoint,
@@ -106,10 +106,5 @@ def plot_frontiers(scores: StudyScores, path: Path) -> None:
     if scores.target is not None:
         axes.axhline(scores.target, color="gray", linestyle="--", label=f"target {scores.target:.2f} mIoU")
     axes.set_xscale("log")
-    axes.set_xlabel(f"cost: {CURRENCY_NAMES.get(scores.currency, scores.currency)}")
-    axes.set_ylabel("final validation mIoU (%)")
-    axes.grid(alpha=0.3, which="both")
-    axes.legend(fontsize="small")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    save_figure(figure, axes, path, f"cost: {CURRENCY_NAMES.get(scores.currency, scores.currency)}",
+                "final validation mIoU (%)")
