@@ -7,11 +7,13 @@ never sees half a file and a writer that dies leaves no partial one under the re
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,3 +62,10 @@ def write_text_atomic(path: Path, text: str) -> None:
 def write_json(path: Path, data: Any, indent: int | None = 2) -> None:
     """``data`` as JSON (non-finite numbers as null), written atomically."""
     write_text_atomic(path, json.dumps(json_safe(data), indent=indent) + "\n")
+
+
+def write_csv(path: Path, rows: Iterable[Sequence[Any]]) -> None:
+    """``rows`` (the first one the header) as CSV, written atomically."""
+    text = io.StringIO()
+    csv.writer(text).writerows(rows)
+    write_text_atomic(path, text.getvalue())

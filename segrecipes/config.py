@@ -276,9 +276,12 @@ def _fields_at(location: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
-def _format_error(error: ValidationError, source: str) -> str:
+def _format_error(error: ValidationError, source: str, within: tuple[Any, ...] = ()) -> str:
     first = error.errors()[0]
-    location = tuple(part for part in first["loc"] if not isinstance(part, int) or len(first["loc"]) == 1)
+    cause = getattr(first.get("ctx", {}).get("error"), "__cause__", None)
+    if isinstance(cause, ValidationError):  # a section's own one-line error (PythonSection): word its cause
+        return _format_error(cause, source, (*within, *first["loc"]))
+    location = within + tuple(part for part in first["loc"] if not isinstance(part, int) or len(first["loc"]) == 1)
     key = ".".join(str(part) for part in location) or "config"
     if first["type"] == "extra_forbidden":
         close = difflib.get_close_matches(str(location[-1]), _fields_at(location), n=1)

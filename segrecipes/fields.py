@@ -8,9 +8,9 @@ the way in.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer, PlainValidator
+from pydantic import BaseModel, ConfigDict, PlainSerializer, PlainValidator, ValidationError
 
 from segrecipes.duration import Duration
 
@@ -35,3 +35,30 @@ class Section(BaseModel):
     """Settings that refuse unknown keys (typos) and validate every assignment."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PythonSection(Section):
+    """A section that people also build in Python (``TrainSettings(duration="40ba")``): a bad value raises
+    ``error_type`` with one line naming the key as the config does (``train.duration: ...``). The
+    validation error stays its ``__cause__``, from which the config words the same problem in its own way."""
+
+    section: ClassVar[str] = ""
+    error_type: ClassVar[type[Exception]] = ValueError
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            raise self.error_type(one_line(error, self.section)) from error
+
+
+def one_line(error: ValidationError, section: str) -> str:
+    """The first problem of ``error`` as ``section.key: message (got value)``."""
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"] if not isinstance(part, int))
+    given = first.get("input")
+    if first["type"] == "literal_error":
+        return f"{section}.{key}: unknown value {given!r} (use {first['ctx']['expected']})"
+    message = first["msg"].removeprefix("Value error, ")
+    shown = "" if isinstance(given, dict) or not key else f" (got {given!r})"
+    return f"{section}.{key}: {message}{shown}" if key else message

@@ -8,6 +8,7 @@ the same trainer and methods serve someone's own model and data without a config
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
@@ -41,8 +42,8 @@ from segrecipes.optim import SGDW, LRSchedule, parameter_groups
 
 Split = RawDataset | Subset  # a split, or what is left of it without its bad files
 T = TypeVar("T")
-__all__ = ["build_network", "build_trainer", "newest_checkpoint", "resolved_statistics", "resumed_config",
-           "run_clock", "timed_constants", "training_data", "validation_data"]
+__all__ = ["build_network", "build_trainer", "holds_checkpoint", "newest_checkpoint", "resolved_statistics",
+           "resume_point", "resumed_config", "run_clock", "timed_constants", "training_data", "validation_data"]
 
 
 def build_trainer(
@@ -54,15 +55,19 @@ def build_trainer(
     mirror: RemoteMirror | None = None,
 ) -> Trainer:
     """A trainer for ``config`` writing to ``run_dir`` (None: nothing written). ``resume``: a checkpoint
-    to continue (:func:`resumed_config` reads a run's), or ``"auto"``: continue ``run_dir``'s newest
-    loadable checkpoint when it holds one (a run given a longer duration keeps its ``dur`` constants),
-    else start, as ``segrecipes train --resume auto`` does. ``extra_methods`` (your own) run beside the
-    config's. Bad data is refused here, before the first step. With a ``mirror``, ``run_dir`` is its
-    staging folder."""
+    to continue (:func:`resume_point` reads a run's), or ``"auto"``: continue ``run_dir``'s newest
+    loadable checkpoint when it holds one, else start; the rule of ``segrecipes train --resume auto``
+    (which continues with the folder's own config and its ``--set`` overrides, :func:`resume_point`),
+    here with ``config``, which must describe the same run (a longer duration extends it, keeping its
+    ``dur`` constants). ``extra_methods`` (your own) run beside the config's. Bad data is refused here,
+    before the first step. With a ``mirror``, ``run_dir`` is its staging folder."""
     if resume == "auto":
-        resume = newest_checkpoint(run_dir, mirror) if run_dir is not None else None
-        if resume is not None:
-            config = extended(config, build_config(resume["config"], f"{run_dir}/checkpoints"))
+        if run_dir is None:
+            raise ConfigError("resume='auto' needs a run folder (the one to continue when it holds a checkpoint)")
+        point = resume_point(Path(run_dir), mirror=mirror, rank=int(os.environ.get("RANK", "0")))
+        resume = None if point is None else point[1]
+        if point is not None:
+            config = extended(config, point[0])
     check_trackers(config.train.loggers)  # a logger whose package is missing, refused before any work
     config = weights_normalized(config)
     dist = dist or init_distributed(config.train.device, config.train.dist_timeout)
@@ -89,12 +94,17 @@ def build_trainer(
     return trainer
 
 
+def holds_checkpoint(run_dir: Path | str, mirror: RemoteMirror | None = None) -> bool:
+    """Whether ``run_dir`` (the remote folder with a ``mirror``) has checkpoint files; none is read."""
+    return mirror.has_checkpoint() if mirror is not None else bool(checkpoint_candidates(Path(run_dir)))
+
+
 def newest_checkpoint(run_dir: Path | str, mirror: RemoteMirror | None = None) -> dict[str, Any] | None:
     """The newest loadable checkpoint of ``run_dir`` (of the remote folder with a ``mirror``), corrupt
-    ones skipped with a warning; None when the folder holds none."""
-    if mirror is not None:
-        return mirror.latest_checkpoint()[1] if mirror.has_checkpoint() else None
-    return latest_checkpoint(Path(run_dir))[1] if checkpoint_candidates(Path(run_dir)) else None
+    ones skipped with a warning; None when the folder holds none (an error when none loads)."""
+    if not holds_checkpoint(run_dir, mirror):
+        return None
+    return (mirror.latest_checkpoint() if mirror is not None else latest_checkpoint(Path(run_dir)))[1]
 
 
 def extended(config: RunConfig, saved: RunConfig) -> RunConfig:
@@ -105,19 +115,33 @@ def extended(config: RunConfig, saved: RunConfig) -> RunConfig:
     return config
 
 
-def resumed_config(run_dir: Path, overrides: Sequence[str] = (), mirror: RemoteMirror | None = None
-                   ) -> tuple[RunConfig, dict[str, Any]]:
-    """A run's saved config with ``overrides`` (``section.key=value``) on top, and its newest checkpoint
-    (the remote folder's with a ``mirror``), for ``build_trainer(config, run_dir, resume=state)``."""
+def resume_point(run_dir: Path, overrides: Sequence[str] = (), mirror: RemoteMirror | None = None, rank: int = 0
+                 ) -> tuple[RunConfig, dict[str, Any]] | None:
+    """What continuing ``run_dir`` starts from, None when it holds no checkpoint: its saved config with
+    ``overrides`` (``section.key=value``) on top (a longer duration keeps the ``dur`` constants) and its
+    newest loadable checkpoint. With a ``mirror`` (``run_dir`` its staging folder) the remote folder's
+    checkpoint, and ``rank`` 0 pulls its logs, which the resumed run continues. ``--resume`` is this rule."""
     state = newest_checkpoint(run_dir, mirror)
-    where = mirror.url if mirror is not None else run_dir
     if state is None:
-        raise CheckpointError(f"{where}: no checkpoint found under {where}/checkpoints")
+        return None
     data = state["config"]
     for override in overrides:
         data = merge_dicts(moved_keys(data), moved_keys(parse_override(override)))
-    source = f"{where}/checkpoints"
+    source = f"{mirror.url if mirror is not None else run_dir}/checkpoints"
+    if mirror is not None and rank == 0:
+        mirror.pull()  # metrics.jsonl, TensorBoard events and best.pt of the run
     return extended(build_config(data, source), build_config(state["config"], source)), state
+
+
+def resumed_config(run_dir: Path, overrides: Sequence[str] = (), mirror: RemoteMirror | None = None, rank: int = 0
+                   ) -> tuple[RunConfig, dict[str, Any]]:
+    """:func:`resume_point` of a folder that must hold a checkpoint, for ``build_trainer(config, run_dir,
+    resume=state)``."""
+    point = resume_point(run_dir, overrides, mirror, rank)
+    if point is None:
+        where = mirror.url if mirror is not None else run_dir
+        raise CheckpointError(f"{where}: no checkpoint found under {where}/checkpoints")
+    return point
 
 
 def build_network(config: RunConfig, num_classes: int, pretrained: bool = True) -> nn.Module:

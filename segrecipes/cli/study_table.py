@@ -34,8 +34,9 @@ def print_study(console: Console, scores: StudyScores, finished: int, planned: i
     else:
         verdict = "levelled off" if regime.levelled else "NOT levelled off: a speed-up against it means little"
         console.print(f"regime check: the baseline gains {_shown(regime.gain, sign=True)} mIoU from {regime.second} to "
-                      f"{regime.longest} ({regime.cost_ratio:.2f}x the cost): {verdict} (threshold "
-                      f"{regime.threshold:g}); train/val gap at {regime.longest}: {_shown(regime.train_val_gap)} mIoU")
+                      f"{regime.longest} ({regime.cost_ratio:.2f}x the cost, {regime.gain_per_doubling:+.2f} per "
+                      f"doubling): {verdict} (threshold {regime.threshold:g} per doubling); train/val gap at "
+                      f"{regime.longest}: {_shown(regime.train_val_gap)} mIoU")
     table = Table(title="final validation mIoU by budget (mean ± std over seeds)")
     for header in ("entry", "budget", "seeds", "cost", "val mIoU", "train mIoU", "vs baseline frontier"):
         table.add_column(header, justify="left" if header in ("entry", "budget") else "right")
@@ -57,16 +58,17 @@ def print_study(console: Console, scores: StudyScores, finished: int, planned: i
     at_cost = {row.label: row for row in scores.at_baseline_cost}
     for row in scores.speedups:
         bound = ">= " if row.at_least else ""
+        frontier_bound = f"{row.frontier_bound} " if row.frontier_bound else ""
         entry_cost = "not reached" if row.entry is None else f"{_cost(row.entry.cost, currency)} ({row.entry.how})"
         frontier = "not reached" if row.frontier is None else (
             f"{_cost(row.frontier.cost, currency)} ({row.frontier.how})")
         quality = at_cost[row.label]
         table.add_row(row.label, entry_cost, frontier,
-                      "-" if row.vs_frontier is None else f"{bound}{row.vs_frontier:.2f}x",
+                      "-" if row.vs_frontier is None else f"{frontier_bound}{row.vs_frontier:.2f}x",
                       "-" if row.vs_longest is None else f"{bound}{row.vs_longest:.2f}x",
                       "-" if quality.difference is None else (
                           f"{_shown(quality.difference, sign=True)}"
                           + (f" (paired {_shown(quality.paired, sign=True)})" if quality.paired else "")))
     console.print(table)
-    console.print("costs between budgets are interpolated in log cost; 'at most' / '>=': the entry reached the "
-                  "target at its cheapest budget")
+    console.print("costs between budgets are interpolated in log cost; '>=' / '<=': the entry / the frontier "
+                  "reached the target at its cheapest budget, so its cost is at most that; '?': both did")

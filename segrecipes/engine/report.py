@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from segrecipes.cache import write_text_atomic
 from segrecipes.errors import ConfigError
 
 REPORT_NAME = "report.html"
@@ -167,7 +168,5 @@ def build_report(run_dir: Path) -> str:
 def write_report(run_dir: Path) -> Path:
     """Write ``run_dir/report.html`` (via a temporary file, so a reader never sees half of it)."""
     path = run_dir / REPORT_NAME
-    tmp = path.with_name(f".{REPORT_NAME}.tmp")
-    tmp.write_text(build_report(run_dir))
-    tmp.replace(path)
+    write_text_atomic(path, build_report(run_dir))
     return path

@@ -3,15 +3,16 @@ section of a run's config is this class)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
 from segrecipes.duration import Duration
-from segrecipes.fields import DurationField, IntervalField, Section
+from segrecipes.errors import ConfigError
+from segrecipes.fields import DurationField, IntervalField, PythonSection
 
 
-class TrainSettings(Section):
+class TrainSettings(PythonSection):
     """Durations and intervals are :class:`~segrecipes.duration.Duration` or text (``"25ep"``,
     ``"1000ba"``, ``"39min"``); ``None`` switches an interval off.
 
@@ -26,6 +27,9 @@ class TrainSettings(Section):
     Under torchrun a collective that waits ``dist_timeout`` seconds for another rank fails with a message
     naming the rank and the step, instead of the job hanging.
     """
+
+    section: ClassVar[str] = "train"
+    error_type: ClassVar[type[Exception]] = ConfigError
 
     duration: DurationField = Duration(128, "ep")
     dur_base: IntervalField = None  # what `dur` values are fractions of (None: duration); --resume sets it on extension

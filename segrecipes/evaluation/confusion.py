@@ -4,11 +4,11 @@ where a heatmap alone is a blur)."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import torch
 
+from segrecipes.cache import write_csv
 from segrecipes.evaluation.metrics import SegMetrics
 
 CSV_NAME, PNG_NAME = "confusion.csv", "confusion.png"
@@ -30,13 +30,8 @@ def write_confusion(metrics: SegMetrics, directory: Path) -> dict[str, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     paths = {"csv": directory / CSV_NAME, "png": directory / PNG_NAME}
     counts = _counts(metrics)
-    tmp = paths["csv"].with_name(f".{CSV_NAME}.tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow([CORNER, *metrics.class_names])
-        for name, row in zip(metrics.class_names, counts.tolist()):
-            writer.writerow([name, *row])
-    tmp.replace(paths["csv"])
+    write_csv(paths["csv"], [[CORNER, *metrics.class_names],
+                             *([name, *row] for name, row in zip(metrics.class_names, counts.tolist()))])
     plot_confusion(metrics, paths["png"])
     return paths
 

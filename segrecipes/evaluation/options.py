@@ -3,24 +3,23 @@ periodic evaluation during training (the ``eval`` section of a run's config is t
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import ClassVar, Literal
 
-from pydantic import ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from segrecipes.fields import Section
+from segrecipes.fields import PythonSection
 
 EvalProtocol = Literal["reference", "standard"]
 InferenceMode = Literal["whole", "slide"]
 TTAMode = Literal["none", "flip", "ms-flip"]
 DEFAULT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
-_CHOICES = {"protocol": ("reference", "standard"), "tta": ("none", "flip", "ms-flip"), "mode": ("whole", "slide")}
 
 
 class InferenceConfigError(ValueError):
     """An unknown protocol, inference mode or TTA mode, or an invalid window / scale / size setting."""
 
 
-class InferenceOptions(Section):
+class InferenceOptions(PythonSection):
     """``protocol``: ``reference`` (image and mask resized to ``size`` squared) or ``standard`` (short side
     ``size``, long side at most ``max_long_side``, scored at the original size; what ``predict`` does).
     ``tta``: one view, plus its mirror (``flip``), or every scale of ``scales`` with its mirror
@@ -29,6 +28,8 @@ class InferenceOptions(Section):
     :class:`InferenceConfigError` naming the ``eval.`` key."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    section: ClassVar[str] = "eval"
+    error_type: ClassVar[type[Exception]] = InferenceConfigError
 
     protocol: EvalProtocol = "reference"
     size: int = Field(512, gt=0)
@@ -40,12 +41,6 @@ class InferenceOptions(Section):
     stride: int = Field(341, gt=0)
     batch_size: int = Field(8, gt=0)
 
-    def __init__(self, **values: Any) -> None:
-        try:
-            super().__init__(**values)
-        except ValidationError as error:
-            raise InferenceConfigError(_one_line(error)) from None
-
     @model_validator(mode="after")
     def _check_window(self) -> InferenceOptions:
         if self.mode == "slide" and self.stride > self.crop_size:
@@ -54,13 +49,3 @@ class InferenceOptions(Section):
         if not self.scales or min(self.scales) <= 0:
             raise ValueError(f"eval.scales: must be positive, got {list(self.scales)}")
         return self
-
-
-def _one_line(error: ValidationError) -> str:
-    """The first problem, worded as ``eval.key: ...`` (the config's own errors word it the same way)."""
-    first = error.errors()[0]
-    key = ".".join(str(part) for part in first["loc"])
-    if key in _CHOICES:
-        return f"eval.{key}: unknown value {first['input']!r} (use {', '.join(_CHOICES[key])})"
-    message = first["msg"].removeprefix("Value error, ")
-    return f"eval.{key}: {message}" if key else message

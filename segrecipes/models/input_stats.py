@@ -18,7 +18,10 @@ def weights_normalization(backbone: str, weights: str | None) -> Stats | None:
     if weights is None or not backbone.startswith(TIMM_ENCODER_PREFIX) or is_weight_file(weights):
         return None
     name = backbone.removeprefix(TIMM_ENCODER_PREFIX)
-    config = timm.models.get_pretrained_cfg(name if weights in TIMM_DEFAULT_WEIGHTS else f"{name}.{weights}")
+    try:
+        config = timm.models.get_pretrained_cfg(name if weights in TIMM_DEFAULT_WEIGHTS else f"{name}.{weights}")
+    except RuntimeError:  # an unknown tag: building the model says so, as one line
+        return None
     if config is None:
         return None
     return tuple(map(float, config.mean)), tuple(map(float, config.std))

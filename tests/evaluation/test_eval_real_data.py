@@ -7,7 +7,6 @@ import torch
 
 from segrecipes.data.settings import DataSettings
 from segrecipes.data.spec import build_raw_dataset
-from segrecipes.evaluation.options import InferenceOptions
 from segrecipes.evaluation.evaluate import evaluate
 from segrecipes.evaluation.options import InferenceOptions
 from segrecipes.models import DeepLabV3Plus

@@ -3,6 +3,7 @@ normalization they need, and that they help on a real task."""
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -135,3 +136,36 @@ def test_pretrained_beats_random_init_on_camvid_within_a_few_dozen_steps(hub: Pa
         scores[weights] = build_trainer(config, None).fit()["miou"]
     # measured on the 2-core VM: 23.7 vs 14.6 (seed 1), 26.2 vs 17.7 (seed 2) val mIoU after 40 steps
     assert scores["imagenet"] > scores["null"] + 5, scores
+
+
+def test_the_first_conversion_leaves_the_runs_random_stream_as_seeded(hub: Path) -> None:
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    SMPModel("Unet", LITE0_ENCODER, 2, weights="imagenet")  # converts: timm builds a model to check the shapes
+    converted = torch.rand(3)
+    torch.manual_seed(0)
+    SMPModel("Unet", LITE0_ENCODER, 2, weights="imagenet")  # from the cache
+    assert torch.equal(torch.rand(3), converted)
+    # smp's decoder initialization draws the same numbers either way: the conversion drew none of its own
+    torch.manual_seed(0)
+    SMPModel("Unet", LITE0_ENCODER, 2, weights=None)
+    assert torch.equal(torch.rand(3), converted) and not torch.equal(converted, expected)
+
+
+def test_an_exported_lite0_model_says_how_to_normalize_its_input(tmp_path: Path) -> None:
+    from segrecipes.deploy.metadata import MEAN_KEY, STD_KEY, model_metadata
+    from segrecipes.deploy.trained_model import TrainedModel
+
+    config = weights_normalized(load_config(overrides=["data.spec=synthetic", *LITE0]))
+    metadata = model_metadata(TrainedModel(torch.nn.Identity(), config, ["a", "b"], 255, tmp_path / "x.pt"))
+    assert json.loads(metadata[MEAN_KEY]) == [127.5] * 3 and json.loads(metadata[STD_KEY]) == [127.5] * 3
+    assert "(pixel - mean) / std in the images' stored units" in metadata["segrecipes.input"]
+
+
+def test_an_unknown_timm_tag_is_left_to_the_model_builder_to_refuse() -> None:
+    from segrecipes.models.input_stats import weights_normalization
+
+    assert weights_normalization(LITE0_ENCODER, "no_such_tag") is None
+    with pytest.raises(ModelError, match="model"):
+        SMPModel("Unet", LITE0_ENCODER, 2, weights="no_such_tag")

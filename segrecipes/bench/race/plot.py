@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +11,7 @@ from segrecipes.bench.entries import spread
 from segrecipes.bench.figure import new_figure, save_figure
 from segrecipes.bench.race.run import RaceRun
 from segrecipes.bench.race.score import race_record, summarize
+from segrecipes.cache import write_csv, write_json
 
 
 def write_race(out_dir: Path, runs: Sequence[RaceRun], target: float, settings: dict[str, Any]) -> dict[str, Path]:
@@ -21,12 +20,9 @@ def write_race(out_dir: Path, runs: Sequence[RaceRun], target: float, settings: 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "race.json", "csv": out_dir / "race.csv", "plot": out_dir / "race.png",
              "pareto": out_dir / "race_pareto.png"}
-    paths["json"].write_text(json.dumps(race_record(runs, target, settings), indent=2) + "\n")
+    write_json(paths["json"], race_record(runs, target, settings))
     rows = [run.row() for run in runs]
-    with open(paths["csv"], "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(paths["csv"], [list(rows[0]), *(list(row.values()) for row in rows)])
     plot_race(runs, target, paths["plot"])
     plot_pareto(runs, paths["pareto"])
     return paths

@@ -64,10 +64,11 @@ def budget_points(runs: Sequence[StudyRun], label: str, currency: Currency = "pa
 
 
 def line(points: Sequence[BudgetPoint], seed: int | None = None) -> list[tuple[float, float]]:
-    """(cost, mIoU) of ``points``: the means, or one seed's runs (the points that have it)."""
+    """(cost, mIoU) of ``points`` by increasing cost: the means, or one seed's runs (the points that have it;
+    in wall time a seed's own costs need not keep the order of the means)."""
     if seed is None:
         return [(point.cost, point.miou.mean) for point in points]
-    return [(point.cost_by_seed[seed], point.by_seed[seed]) for point in points if seed in point.by_seed]
+    return sorted((point.cost_by_seed[seed], point.by_seed[seed]) for point in points if seed in point.by_seed)
 
 
 def miou_at(frontier: Line, cost: float) -> float | None:
@@ -117,11 +118,16 @@ class Regime:
     cost_ratio: float  # longest / second-longest budget's cost
     gain: Spread  # longest minus second-longest, paired over the seeds both have (means if none)
     train_val_gap: Spread  # train minus val mIoU at the longest budget
-    threshold: float
+    threshold: float  # mIoU per doubling of the cost
+
+    @property
+    def gain_per_doubling(self) -> float:
+        """The mean gain scaled to a doubling of the cost (the budgets' ratio need not be 2)."""
+        return self.gain.mean / math.log2(self.cost_ratio)
 
     @property
     def levelled(self) -> bool:
-        return self.gain.mean < self.threshold
+        return self.gain_per_doubling < self.threshold
 
 
 def regime_check(baseline: Sequence[BudgetPoint], threshold: float = 1.0) -> Regime | None:
@@ -156,8 +162,17 @@ class SpeedUp:
 
     @property
     def at_least(self) -> bool:
-        """The entry reached the target at its cheapest budget: each ratio is a lower bound."""
+        """The entry reached the target at its cheapest budget: its cost is an upper bound, so the speed-up
+        against the longest baseline is a lower bound."""
         return self.entry is not None and self.entry.bound
+
+    @property
+    def frontier_bound(self) -> str:
+        """How ``vs_frontier`` is known: ``""`` exactly, ``">="`` (only the entry's cost is a bound),
+        ``"<="`` (only the frontier's), ``"?"`` (both reached the target at their cheapest budgets)."""
+        frontier = self.frontier is not None and self.frontier.bound
+        return {(False, False): "", (True, False): ">=", (False, True): "<=", (True, True): "?"}[
+            (self.at_least, frontier)]
 
 
 def speedup(entry: Sequence[BudgetPoint], baseline: Sequence[BudgetPoint], target: float) -> SpeedUp:

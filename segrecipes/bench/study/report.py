@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +22,7 @@ from segrecipes.bench.study.frontier import (
     speedup,
 )
 from segrecipes.bench.study.runs import StudyRun
-from segrecipes.cache import write_json, write_text_atomic
+from segrecipes.cache import write_csv, write_json
 
 CURRENCY_NAMES = {"passes": "image forward/backward passes", "wall_time_s": "wall time (s)"}
 
@@ -34,6 +32,7 @@ class StudyScores:
     """Everything the study concludes, the baseline (the first entry) against every other entry."""
 
     currency: Currency
+    baseline: str  # the first entry's label
     target: float | None
     points: dict[str, list[BudgetPoint]]
     regime: Regime | None
@@ -49,11 +48,11 @@ def score_study(runs: Sequence[StudyRun], labels: Sequence[str], currency: Curre
     points = {label: found for label in labels if (found := budget_points(runs, label, currency))}
     baseline = points.get(labels[0]) if labels else None
     if not baseline:
-        return StudyScores(currency, target, points, None, [], [], [])
+        return StudyScores(currency, labels[0] if labels else "", target, points, None, [], [], [])
     target = baseline[-1].miou.mean if target is None else target
     others = [entry for label, entry in points.items() if label != labels[0]]
     return StudyScores(
-        currency, target, points, regime_check(baseline, regime_threshold),
+        currency, labels[0], target, points, regime_check(baseline, regime_threshold),
         [speedup(entry, baseline, target) for entry in others],
         [row for entry in others for row in equal_cost(entry, baseline)],
         [at_baseline_cost(entry, baseline) for entry in others],
@@ -64,10 +63,11 @@ def study_record(scores: StudyScores, runs: Sequence[StudyRun], settings: dict[s
     """What study.json holds: settings, the scores (with the derived figures) and every run."""
     derived = {
         "speedups": [{**asdict(row), "vs_frontier": row.vs_frontier, "vs_longest": row.vs_longest,
-                      "at_least": row.at_least} for row in scores.speedups],
+                      "at_least": row.at_least, "frontier_bound": row.frontier_bound} for row in scores.speedups],
         "equal_cost": [{**asdict(row), "difference": row.difference} for row in scores.equal_cost],
         "at_baseline_cost": [{**asdict(row), "difference": row.difference} for row in scores.at_baseline_cost],
-        "regime": None if scores.regime is None else {**asdict(scores.regime), "levelled": scores.regime.levelled},
+        "regime": None if scores.regime is None else {**asdict(scores.regime), "levelled": scores.regime.levelled,
+                                                      "gain_per_doubling": scores.regime.gain_per_doubling},
     }
     return {"settings": settings, "currency": scores.currency, "target_miou": scores.target,
             "points": {label: [asdict(point) for point in entry] for label, entry in scores.points.items()},
@@ -81,11 +81,7 @@ def write_study(out_dir: Path, scores: StudyScores, runs: Sequence[StudyRun], se
     write_json(paths["json"], study_record(scores, runs, settings))
     rows = [run.row() for run in runs]
     if rows:
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-        write_text_atomic(paths["csv"], text.getvalue())
+        write_csv(paths["csv"], [list(rows[0]), *(list(row.values()) for row in rows)])
     plot_frontiers(scores, paths["plot"])
     return paths
 
@@ -96,7 +92,7 @@ def plot_frontiers(scores: StudyScores, path: Path) -> None:
     figure, axes, colours = new_figure(7.0, 4.5)
     for index, (label, entry) in enumerate(scores.points.items()):
         seeds = max(len(point.by_seed) for point in entry)
-        name = f"{label} (frontier)" if index == 0 else label
+        name = f"{label} (frontier)" if label == scores.baseline else label
         axes.errorbar([point.cost for point in entry], [point.miou.mean for point in entry],
                       yerr=[point.miou.std for point in entry], marker="o", capsize=3,
                       color=colours[index % len(colours)], label=f"{name}, {seeds} seed{'s' * (seeds > 1)}")
