@@ -18,7 +18,7 @@ from segrecipes.bench.gpu.run import run_gpu
 from segrecipes.bench.methods import measure_method_costs
 from segrecipes.bench.overhead import LAYOUT_METHOD, engine_overhead
 from segrecipes.bench.pipeline import measure_pipeline, measure_stages
-from segrecipes.bench.entries import Spread, parse_entries
+from segrecipes.bench.entries import parse_entries
 from segrecipes.bench.race.plot import write_race
 from segrecipes.bench.race.run import evaluation_data, race_configs, run_race
 from segrecipes.bench.race.score import BASELINE_TARGET, score, summarize
@@ -27,7 +27,7 @@ from segrecipes.bench.study.plan import parse_budget_lists, study_plan
 from segrecipes.bench.study.report import score_study, write_study
 from segrecipes.bench.study.runs import StudyRun, finished_runs, run_study
 from segrecipes.bench.threads import torch_threads
-from segrecipes.cli.study_table import print_study
+from segrecipes.cli.study_table import print_study, shown
 from segrecipes.bench.throughput import device_name, measure_throughput
 from segrecipes.config import ConfigError, load_config
 from segrecipes.run import training_data
@@ -212,12 +212,6 @@ def data_command(
         console.print(breakdown)
 
 
-def _shown(spread: Spread | None, digits: int = 1) -> str:
-    if spread is None:
-        return "-"
-    return f"{spread.mean:.{digits}f}" + (f" ± {spread.std:.{digits}f}" if spread.std else "")
-
-
 @bench_app.command("race")
 def race_command(
     data: Annotated[str, typer.Option(help="ade20k:PATH | camvid:PATH | folder:PATH | synthetic")],
@@ -258,10 +252,10 @@ def race_command(
         table.add_column(header, justify="right")
     for summary in summarize(runs):
         table.add_row(
-            summary.recipe, f"{summary.reached}/{summary.runs}", _shown(summary.time_to_target_s),
-            _shown(summary.images_to_target, 0), f"{summary.speedup:.2f}x" if summary.speedup else "-",
-            _shown(summary.final_miou, 2), _shown(summary.miou_at_reference_time, 2), _shown(summary.images_per_s),
-            _shown(summary.wall_time_s),
+            summary.recipe, f"{summary.reached}/{summary.runs}", shown(summary.time_to_target_s, 1),
+            shown(summary.images_to_target, 0), f"{summary.speedup:.2f}x" if summary.speedup else "-",
+            shown(summary.final_miou), shown(summary.miou_at_reference_time), shown(summary.images_per_s, 1),
+            shown(summary.wall_time_s, 1),
         )
     console = Console()
     console.print(table)

@@ -9,7 +9,8 @@ from segrecipes.bench.entries import Spread
 from segrecipes.bench.study.report import CURRENCY_NAMES, StudyScores
 
 
-def _shown(value: Spread | float | None, digits: int = 2, sign: bool = False) -> str:
+def shown(value: Spread | float | None, digits: int = 2, sign: bool = False) -> str:
+    """``mean ± std`` (or a number), ``-`` for none: how the bench tables print a figure over seeds."""
     if value is None:
         return "-"
     if isinstance(value, Spread):
@@ -33,10 +34,10 @@ def print_study(console: Console, scores: StudyScores, finished: int, planned: i
         console.print("regime check: needs the baseline at two budgets or more")
     else:
         verdict = "levelled off" if regime.levelled else "NOT levelled off: a speed-up against it means little"
-        console.print(f"regime check: the baseline gains {_shown(regime.gain, sign=True)} mIoU from {regime.second} to "
+        console.print(f"regime check: the baseline gains {shown(regime.gain, sign=True)} mIoU from {regime.second} to "
                       f"{regime.longest} ({regime.cost_ratio:.2f}x the cost, {regime.gain_per_doubling:+.2f} per "
                       f"doubling): {verdict} (threshold {regime.threshold:g} per doubling); train/val gap at "
-                      f"{regime.longest}: {_shown(regime.train_val_gap)} mIoU")
+                      f"{regime.longest}: {shown(regime.train_val_gap)} mIoU")
     table = Table(title="final validation mIoU by budget (mean ± std over seeds)")
     for header in ("entry", "budget", "seeds", "cost", "val mIoU", "train mIoU", "vs baseline frontier"):
         table.add_column(header, justify="left" if header in ("entry", "budget") else "right")
@@ -45,9 +46,9 @@ def print_study(console: Console, scores: StudyScores, finished: int, planned: i
         for point in points:
             row = differences.get((label, point.budget))
             versus = "-" if row is None or row.difference is None else (
-                _shown(row.difference, sign=True) + (f" (paired {_shown(row.paired, sign=True)})" if row.paired else ""))
+                shown(row.difference, sign=True) + (f" (paired {shown(row.paired, sign=True)})" if row.paired else ""))
             table.add_row(label, point.budget, str(len(point.by_seed)), _cost(point.cost, currency),
-                          _shown(point.miou), _shown(point.train_miou), versus)
+                          shown(point.miou), shown(point.train_miou), versus)
     console.print(table)
     if not scores.speedups or scores.target is None:
         return
@@ -67,8 +68,8 @@ def print_study(console: Console, scores: StudyScores, finished: int, planned: i
                       "-" if row.vs_frontier is None else f"{frontier_bound}{row.vs_frontier:.2f}x",
                       "-" if row.vs_longest is None else f"{bound}{row.vs_longest:.2f}x",
                       "-" if quality.difference is None else (
-                          f"{_shown(quality.difference, sign=True)}"
-                          + (f" (paired {_shown(quality.paired, sign=True)})" if quality.paired else "")))
+                          f"{shown(quality.difference, sign=True)}"
+                          + (f" (paired {shown(quality.paired, sign=True)})" if quality.paired else "")))
     console.print(table)
     console.print("costs between budgets are interpolated in log cost; '>=' / '<=': the entry / the frontier "
                   "reached the target at its cheapest budget, so its cost is at most that; '?': both did")

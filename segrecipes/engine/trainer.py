@@ -3,9 +3,9 @@
 A step: move the batch to the device (uint8 images are normalized there), let the methods transform
 it, set the learning rate from the fraction of the run done, compute gradients over the per-device
 microbatches, take the optimizer step (or let a method such as SAM take it), then call every
-method's ``after_step``. Evaluation, checkpoints and logging happen between steps. Everything a
-resume needs is saved, so a resumed CPU run continues bit for bit. Nothing in a step reads a value
-back from the device (see the engine's package docstring for the synchronizations there are).
+method's ``after_step``. Evaluation, checkpoints (checkpointer.py) and logging happen between steps; a
+resumed CPU run continues bit for bit. Nothing in a step reads a value back from the device (see the
+engine's package docstring for the synchronizations there are).
 """
 
 from __future__ import annotations
@@ -56,8 +56,7 @@ class Trainer:
     events, checkpoints and a summary there; ``config`` (a plain dict) is recorded with them so that
     ``segrecipes eval`` can rebuild the model. With a ``mirror`` (a run folder on object storage, ``run_dir``
     its local staging folder), rank 0 uploads each checkpoint and the run's files after it, and at the end.
-    ``clock`` (what the run's durations mean in steps) is built from ``settings`` when not given; the
-    training loader uses ``num_workers`` processes (and evaluation as many).
+    ``clock`` (the run's durations in steps) is built from ``settings`` unless given; loading uses ``num_workers``.
     """
 
     def __init__(
