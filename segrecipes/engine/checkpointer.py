@@ -9,17 +9,37 @@ best score), the random generators of the process and of every rank, and what th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
+
+import torch
+from torch import nn
 
 from segrecipes.engine.checkpoint import CheckpointError, all_finite, rng_state, save_training_checkpoint, \
     set_rng_state
 from segrecipes.engine.distributed import DistInfo, gathered
 from segrecipes.engine.interrupt import TrainingDiverged
+from segrecipes.engine.clock import Clock
+from segrecipes.engine.record import RunRecord
 from segrecipes.engine.remote import RemoteMirror
+from segrecipes.methods.base import Method
 
-if TYPE_CHECKING:  # the trainer is what a checkpoint is of; only its type is needed here
-    from segrecipes.engine.trainer import Trainer
+
+class Trainer(Protocol):
+    """What a checkpoint is of: the parts of :class:`~segrecipes.engine.trainer.Trainer` it saves and restores."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    methods: Sequence[Method]
+    clock: Clock
+    record: RunRecord
+    config: dict[str, Any] | None
+    class_names: list[str]
+    ignore_index: int
+
+    def eval_model(self) -> nn.Module: ...
 
 
 class Checkpointer:
