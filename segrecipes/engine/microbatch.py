@@ -86,25 +86,26 @@ def retried_on_oom(step: Callable[[int], T], microbatch: int, retry: bool, devic
                    buffers: BufferGuard, optimizer: torch.optim.Optimizer, where: str) -> tuple[T, int]:
     """``step(microbatch)`` and the microbatch it ran with. Out of GPU memory with ``retry``, the step runs
     again from where it started (BatchNorm buffers, gradients and random state restored) with half the
-    microbatch, down to :data:`MIN_MICROBATCH`; otherwise the error is re-raised with a note naming
-    ``where`` (step and rank) and the setting to lower."""
-    while True:
-        rng = torch_rng_state(device) if retry else None
-        try:
-            return step(microbatch), microbatch
-        except torch.cuda.OutOfMemoryError as error:
-            if rng is None or microbatch // 2 < MIN_MICROBATCH:
-                error.add_note(f"{where}, device microbatch {microbatch}: set train.device_microbatch_size lower")
-                raise
-        # Out of memory, outside the handler: the error's traceback no longer holds the failed
-        # attempt's activations, so emptying the cache returns their memory.
-        microbatch //= 2
-        buffers.restore()
-        optimizer.zero_grad(set_to_none=True)
-        set_torch_rng_state(rng, device)
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        warnings.warn(f"out of GPU memory: device microbatch lowered to {microbatch}", stacklevel=3)
+    microbatch (:func:`largest_fitting`); when even :data:`MIN_MICROBATCH` does not fit, or without
+    ``retry``, the error is re-raised with a note naming ``where`` (step and rank) and the setting to lower."""
+    rng = torch_rng_state(device) if retry else None
+    results: list[T] = []
+    tried = [microbatch]
+
+    def attempt(size: int) -> None:
+        tried.append(size)
+        if size < microbatch:  # a retry: back to where the step started (the first attempt is there already)
+            buffers.restore()
+            optimizer.zero_grad(set_to_none=True)
+            set_torch_rng_state(rng, device)
+        results.append(step(size))
+
+    try:
+        size = largest_fitting(attempt, microbatch) if retry else (attempt(microbatch) or microbatch)
+    except torch.cuda.OutOfMemoryError as error:
+        error.add_note(f"{where}, device microbatch {tried[-1]}: set train.device_microbatch_size lower")
+        raise
+    return results[-1], size
 
 
 def device_batches(global_batch: int, world_size: int, wanted: int | str) -> tuple[int, int]:
