@@ -17,6 +17,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from segrecipes.disk import temporary_path
+
 CACHE_ENV = "SEGRECIPES_CACHE_DIR"
 
 
@@ -50,10 +52,15 @@ def json_safe(value: Any) -> Any:
 
 def write_text_atomic(path: Path, text: str) -> None:
     """``text`` into ``path`` through a temporary file of this process and a rename; the folder is made."""
+    write_bytes_atomic(path, text.encode())
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """``data`` into ``path`` as :func:`write_text_atomic` does; a failed write leaves no file behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temporary_path(path)
     try:
-        tmp.write_text(text)
+        tmp.write_bytes(data)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

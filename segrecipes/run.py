@@ -153,7 +153,7 @@ def build_network(config: RunConfig, num_classes: int, pretrained: bool = True) 
 def training_data(config: RunConfig, raw: Split | None = None) -> AugmentedDataset:
     """The training split (``raw``, or the whole split of ``data.spec``) under the reference augmentation."""
     return AugmentedDataset(raw if raw is not None else build_raw_dataset(config.data, "train"),
-                            train_transform(config.data))
+                            train_transform(config.data), replace_unreadable=config.data.skip_bad)
 
 
 def validation_data(config: RunConfig) -> RawDataset:

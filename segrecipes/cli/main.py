@@ -19,9 +19,12 @@ from segrecipes.cli.recipes import recipes_app
 from segrecipes.cli.report import report_command
 from segrecipes.cli.train import train_command
 from segrecipes.cli.weights import weights_app
+from segrecipes.data.healing import LoaderFailed
+from segrecipes.engine.checkpoint import CheckpointWriteError
 from segrecipes.engine.distributed import CollectiveError
 from segrecipes.engine.interrupt import RunInterrupted, TrainingDiverged
 from segrecipes.engine.remote import UploadError
+from segrecipes.errors import one_line
 
 app = typer.Typer(
     name="segrecipes",
@@ -41,15 +44,6 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(weights_app, name="weights")
 
 
-def one_line(error: Exception) -> str:
-    """The message itself, also when a DataLoader worker wrapped it in a remote traceback."""
-    message = str(error).strip()
-    if "Original Traceback" in message:
-        message = message.splitlines()[-1]
-        message = message.split(": ", 1)[1] if ": " in message else message
-    return message
-
-
 def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=True)
@@ -59,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     except RunInterrupted as stopped:
         print(str(stopped), file=sys.stderr)
         sys.exit(0)
-    except (TrainingDiverged, CollectiveError, UploadError) as failed:  # the run itself failed: not bad input
+    except (TrainingDiverged, CollectiveError, UploadError, CheckpointWriteError, LoaderFailed) as failed:
+        # the run itself failed (not bad input); what it saved is intact and the message says how to go on
         print(f"error: {failed}", file=sys.stderr)
         sys.exit(1)
 

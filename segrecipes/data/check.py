@@ -31,6 +31,7 @@ from PIL import Image
 from torchvision.io import ImageReadMode
 
 from segrecipes.cache import cache_folder, fingerprint, write_json
+from segrecipes.disk import write_failure
 
 from .settings import DataSettings
 from .errors import DataError
@@ -271,7 +272,7 @@ def _write_cache(path: Path | None, issues: list[Issue]) -> None:
     try:
         write_json(path, {"issues": [asdict(issue) for issue in issues]}, indent=None)
     except OSError as error:
-        warnings.warn(f"data check cache not written ({path.parent}: {error.strerror})", stacklevel=3)
+        warnings.warn(f"{write_failure('the data check cache', path, error)}; the next run checks again", stacklevel=3)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import torch
 
 from segrecipes.cache import cache_folder, write_json
+from segrecipes.disk import write_failure
 
 from .settings import DataSettings
 from .check import files_fingerprint
@@ -150,7 +151,8 @@ def cached_stats(
     try:
         write_json(path, stats.to_dict())
     except OSError as error:
-        warnings.warn(f"data stats cache not written ({path.parent}: {error.strerror})", stacklevel=2)
+        warnings.warn(f"{write_failure('the data statistics cache', path, error)}; the next run counts again",
+                      stacklevel=2)
     return stats
 
 

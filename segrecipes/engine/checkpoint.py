@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from segrecipes.disk import remove_stale_temporaries, temporary_path
+
 LAST = "last.pt"
 BEST = "best.pt"
 _STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
@@ -35,16 +37,37 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used, with a one-line reason naming the file."""
 
 
+class CheckpointWriteError(RuntimeError):
+    """Checkpoints could not be written (a full disk) more often in a row than the run allows; the
+    last good checkpoint is untouched and the message says how to continue from it."""
+
+
 def atomic_save(obj: Any, path: Path) -> None:
-    """Write ``obj`` so that ``path`` holds either the old or the new content, never a partial one."""
+    """Write ``obj`` so that ``path`` holds either the old or the new content, never a partial one; a
+    failed write (a full disk) leaves no temporary file behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        torch.save(obj, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    tmp = temporary_path(path)
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_dir(path.parent)
+
+
+def state_bytes(state: Any) -> int:
+    """About what ``state`` takes on disk: the bytes of its tensors."""
+    if isinstance(state, torch.Tensor):
+        return state.numel() * state.element_size()
+    if isinstance(state, dict):
+        return sum(state_bytes(value) for value in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(state_bytes(value) for value in state)
+    return 0
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -60,18 +83,25 @@ def save_training_checkpoint(state: dict[str, Any], folder: Path, keep_last: int
     keep only the newest ``keep_last`` step files."""
     path = folder / f"step-{state['clock']['step']:08d}.pt"
     atomic_save(state, path)
-    link = folder / f".{LAST}.link-{os.getpid()}"
-    link.unlink(missing_ok=True)
-    os.link(path, link)
-    os.replace(link, folder / LAST)
+    link = temporary_path(folder / LAST, "link")
+    try:
+        link.unlink(missing_ok=True)
+        os.link(path, link)
+        os.replace(link, folder / LAST)
+    finally:
+        link.unlink(missing_ok=True)
     _fsync_dir(folder)
     history = sorted(p for p in folder.iterdir() if _STEP_FILE.match(p.name))
     for stale in history[: max(0, len(history) - keep_last)]:
         stale.unlink()
-    for leftover in folder.glob(".*.pt.*-*"):  # temporary files of a process killed mid-write
-        if not leftover.name.endswith(f"-{os.getpid()}"):
-            leftover.unlink(missing_ok=True)
+    remove_stale_temporaries(folder)  # those of a process killed mid-write
     return path
+
+
+def newest_step(folder: Path) -> int | None:
+    """The step of the newest ``step-N.pt`` in ``folder``, None if there is none."""
+    steps = [int(match.group(1)) for path in folder.glob("step-*.pt") if (match := _STEP_FILE.match(path.name))]
+    return max(steps, default=None)
 
 
 def load_checkpoint(path: Path | str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ best score), the random generators of the process and of every rank, and what th
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,8 +17,9 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from segrecipes.engine.checkpoint import CheckpointError, all_finite, rng_state, save_training_checkpoint, \
-    set_rng_state
+from segrecipes.disk import free_bytes, os_error_of, remove_stale_temporaries, size_text, write_failure
+from segrecipes.engine.checkpoint import LAST, CheckpointError, CheckpointWriteError, all_finite, newest_step, \
+    rng_state, save_training_checkpoint, set_rng_state, state_bytes
 from segrecipes.engine.distributed import DistInfo, gathered
 from segrecipes.engine.interrupt import TrainingDiverged
 from segrecipes.engine.clock import Clock
@@ -46,9 +48,12 @@ class Checkpointer:
     """Writes ``run_dir/checkpoints`` (keeping the newest ``keep_last``) and mirrors it; nothing without
     a run folder or off rank 0 (every rank still takes part in gathering the random states)."""
 
-    def __init__(self, run_dir: Path | None, keep_last: int, dist: DistInfo, mirror: RemoteMirror | None = None
-                 ) -> None:
+    def __init__(self, run_dir: Path | None, keep_last: int, dist: DistInfo, mirror: RemoteMirror | None = None,
+                 max_failures: int = 3) -> None:
         self.run_dir, self.keep_last, self.dist, self.mirror = run_dir, keep_last, dist, mirror
+        self.max_failures, self.failures = max_failures, 0
+        if dist.is_main and run_dir is not None:
+            _prepare(run_dir)
 
     def state(self, trainer: Trainer) -> dict[str, Any]:
         """Everything a resume needs, as tensors and plain containers."""
@@ -73,20 +78,47 @@ class Checkpointer:
                 "data": data_info(trainer.class_names, trainer.ignore_index),
                 "clock": trainer.clock.state_dict()} if all_finite(model) else None
 
-    def save(self, trainer: Trainer) -> None:
+    def save(self, trainer: Trainer, final: bool = False) -> None:
         """Write a training checkpoint; refuses weights that are not finite. Every rank calls it at the same
         step: each rank's random generators are saved, so that dropout and MixUp draw after a resume what
-        they would have drawn."""
+        they would have drawn. A write that fails (a full disk) is a warning while fewer than
+        ``max_failures`` failed in a row; beyond, or when the checkpoint is the run's ``final`` one (its
+        end, an interruption), :class:`CheckpointWriteError` stops the run."""
         ranks = gathered(rng_state()) if self.dist.distributed else None
         if not self.dist.is_main or self.run_dir is None:
             return
         if not all_finite(trainer.model) or not all_finite(trainer.eval_model()):
             raise TrainingDiverged(f"non-finite weights at step {trainer.clock.step}; no checkpoint written")
         state = {**self.state(trainer), **({"rank_rng": ranks} if ranks else {})}
-        path = save_training_checkpoint(state, self.run_dir / "checkpoints", self.keep_last)
+        try:
+            path = save_training_checkpoint(state, self.run_dir / "checkpoints", self.keep_last)
+        except Exception as error:
+            self._failed(error, state, final)
+            return
+        self.failures = 0
         trainer.record.flush()  # the logs as of this checkpoint, for a copy of the folder (remote, or a user's)
         if self.mirror is not None:
             self.mirror.upload_checkpoint(path, self.keep_last)
+
+    def resume_command(self) -> str:
+        """What continues this run from its newest checkpoint."""
+        return f"segrecipes train --resume {self.mirror.url if self.mirror is not None else self.run_dir}"
+
+    def _failed(self, error: Exception, state: dict[str, Any], final: bool) -> None:
+        cause = os_error_of(error)
+        if cause is None:
+            raise error
+        self.failures += 1
+        folder = self.run_dir / "checkpoints"
+        step = state["clock"]["step"]
+        problem = write_failure(f"the checkpoint of step {step}", folder, cause, state_bytes(state))
+        good = newest_step(folder)
+        last = f"the last good checkpoint is step {good}" if good is not None else "no checkpoint was written yet"
+        if final or self.failures > self.max_failures:
+            raise CheckpointWriteError(f"{problem}; {self.failures} failed in a row, {last}: free space, then "
+                                       f"continue with: {self.resume_command()}") from None
+        warnings.warn(f"{problem}; training goes on and the next checkpoint tries again ({last}; "
+                      f"{self.max_failures - self.failures + 1} more failure(s) in a row stop the run)", stacklevel=3)
 
     def restore(self, trainer: Trainer, state: dict[str, Any]) -> None:
         """Continue from :meth:`state`, e.g. a checkpoint read by ``engine.checkpoint.load_checkpoint``."""
@@ -104,6 +136,18 @@ class Checkpointer:
         trainer.record.load_state_dict(state)
         ranks = state.get("rank_rng")  # this rank's own generators, when the run had as many ranks
         set_rng_state(ranks[self.dist.rank] if ranks and len(ranks) == self.dist.world_size else state["rng"])
+
+
+def _prepare(run_dir: Path) -> None:
+    """Before a run writes its folder: remove what dead processes left half-written, and warn when the
+    disk has less room than the last checkpoint took (the next one would fail)."""
+    for path in remove_stale_temporaries(run_dir):
+        warnings.warn(f"removed {path}, left half-written by a process that is gone", stacklevel=3)
+    last = run_dir / "checkpoints" / LAST
+    free = free_bytes(run_dir)
+    if last.is_file() and free is not None and free < last.stat().st_size:
+        warnings.warn(f"{run_dir}: {size_text(free)} free, but a checkpoint takes {size_text(last.stat().st_size)}; "
+                      "checkpoints will fail until space is freed", stacklevel=3)
 
 
 def data_info(class_names: list[str], ignore_index: int) -> dict[str, Any]:

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torchvision.io import write_png
+from torchvision.io import encode_png
+
+from segrecipes.cache import write_bytes_atomic
 
 from segrecipes.engine.checkpoint import BEST, atomic_save
 from segrecipes.engine.clock import Clock
@@ -60,17 +62,21 @@ class RunRecord:
         if self.run_dir is not None:
             state = best_state()  # None: weights not finite, not worth keeping
             if state is not None:
-                atomic_save({**state, "metrics": metrics.to_dict(), "best_metric": self.best_metric},
-                            self.run_dir / "checkpoints" / BEST)
+                with self.logger.writes.attempt(f"{BEST} (the best model so far stays the one before)",
+                                                self.run_dir / "checkpoints"):
+                    atomic_save({**state, "metrics": metrics.to_dict(), "best_metric": self.best_metric},
+                                self.run_dir / "checkpoints" / BEST)
 
     def log_samples(self, clock: Clock, panels: dict[int, torch.Tensor]) -> None:
         """Sample predictions (index -> uint8 panel) as ``samples/step-N/sample-<index>.png`` and in TensorBoard."""
         if self.run_dir is None:
             return
         folder = self.run_dir / "samples" / f"step-{clock.step}"
-        folder.mkdir(parents=True, exist_ok=True)
+        with self.logger.writes.attempt("sample images", folder):
+            folder.mkdir(parents=True, exist_ok=True)
+            for index, panel in panels.items():
+                write_bytes_atomic(folder / f"sample-{index}.png", encode_png(panel).numpy().tobytes())
         for index, panel in panels.items():
-            write_png(panel, str(folder / f"sample-{index}.png"))
             self.logger.log_image(f"samples/{index}", panel, clock.step)
 
     def stalled(self, patience: int | None) -> bool:
@@ -82,8 +88,8 @@ class RunRecord:
                 "(it was never defined: is the class absent from the validation data?)")
         return f"early stop at step {step}: {patience} evaluations without a better {self.best_metric} {best}"
 
-    def summary(self, clock: Clock, metrics: SegMetrics | None, skipped_steps: int,
-                stopped_early: bool = False, environment: dict[str, Any] | None = None) -> dict[str, Any]:
+    def summary(self, clock: Clock, metrics: SegMetrics | None, skipped_steps: int, stopped_early: bool = False,
+                environment: dict[str, Any] | None = None, replaced_samples: int = 0) -> dict[str, Any]:
         """The final scores and the run's figures; written to ``summary.json``, with the confusion
         matrix of the last evaluation and ``report.html``."""
         mious = [row["miou"] for row in self.history if row.get("miou") is not None]
@@ -96,6 +102,7 @@ class RunRecord:
             "train_s": clock.train_s,
             "train_images_per_s": clock.samples / max(clock.train_s, 1e-9),
             "skipped_steps": skipped_steps,
+            "replaced_samples": replaced_samples,  # data.skip_bad: reads of files that broke during the run
             "stopped_early": stopped_early,
             "environment": environment or {},
             "history": self.history,

@@ -9,7 +9,8 @@ from typing import Any
 
 import yaml
 
-from segrecipes.cache import json_safe, write_json
+from segrecipes.cache import json_safe, write_json, write_text_atomic
+from segrecipes.disk import OptionalWrites
 from segrecipes.engine.trackers import Tracker, open_trackers
 
 
@@ -27,11 +28,13 @@ class RunLogger:
         self.run_dir = run_dir
         self.enabled = enabled and run_dir is not None
         self._trackers: list[Tracker] = []
+        self.writes = OptionalWrites()  # a full disk costs these files' rows, never the run
         if not self.enabled:
             return
         run_dir.mkdir(parents=True, exist_ok=True)
         if config is not None:
-            (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+            with self.writes.attempt("config.yaml", run_dir):
+                write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
         self._trackers = open_trackers(trackers, run_dir, config)
 
     def log(self, row: dict[str, Any], group: str) -> None:
@@ -39,40 +42,55 @@ class RunLogger:
         per-class mapping (``iou: {class: value}``) as ``group_key/class``: one chart section per metric."""
         if not self.enabled:
             return
-        with open(self.run_dir / "metrics.jsonl", "a") as handle:
-            handle.write(json.dumps(json_safe(row)) + "\n")
+        with self.writes.attempt("metrics.jsonl", self.run_dir):
+            _append(self.run_dir / "metrics.jsonl", json.dumps(json_safe(row)) + "\n")
         values = {}
         for key, value in row.items():
             if isinstance(value, dict):
                 values.update({f"{group}_{key}/{name}": item for name, item in value.items() if _is_number(item)})
             elif key != "step" and _is_number(value):
                 values[f"{group}/{key}"] = value
-        for tracker in self._trackers:
-            tracker.log_scalars(values, int(row.get("step", 0)))
+        self._each("log_scalars", values, int(row.get("step", 0)))
 
     def log_image(self, tag: str, image: Any, step: int) -> None:
         """A uint8 (3, H, W) image to the trackers."""
-        for tracker in self._trackers:
-            tracker.log_image(tag, image, step)
+        self._each("log_image", tag, image, step)
 
     def summary(self, data: dict[str, Any], best_checkpoint: Path | None = None) -> None:
         """``summary.json``, and the final numbers (and the best checkpoint's path) to the trackers."""
         if not self.enabled:
             return
-        write_json(self.run_dir / "summary.json", data)
+        with self.writes.attempt("summary.json", self.run_dir):
+            write_json(self.run_dir / "summary.json", data)
         final = {key: float(value) for key, value in data.items() if _is_number(value)}
         if best_checkpoint is not None:
             final["best_checkpoint"] = str(best_checkpoint)
-        for tracker in self._trackers:
-            tracker.log_summary(final)
+        self._each("log_summary", final)
 
     def flush(self) -> None:
         """The trackers' buffered rows into the run folder (TensorBoard keeps up to two minutes in memory)."""
-        for tracker in self._trackers:
-            tracker.flush()
+        self._each("flush")
 
     def close(self, failed: bool = False) -> None:
         """End the trackers' runs (``failed``: as failed, for the trackers that keep a status)."""
-        for tracker in self._trackers:
-            tracker.close(failed)
+        self._each("close", failed)
         self._trackers = []
+
+    def _each(self, call: str, *args: Any) -> None:
+        """``call`` on every tracker; one that cannot write its files (a full disk) misses those rows."""
+        for tracker in self._trackers:
+            with self.writes.attempt(type(tracker).__name__.removesuffix("Tracker"), self.run_dir):
+                getattr(tracker, call)(*args)
+
+
+def _append(path: Path, text: str) -> None:
+    """Append ``text``; a write that fails part-way is cut off again, so no half row is ever left."""
+    data = text.encode()
+    with open(path, "ab", buffering=0) as handle:  # unbuffered: nothing left to write when it is closed
+        start = written = handle.tell()
+        try:
+            while written < start + len(data):
+                written += handle.write(data[written - start:])
+        except OSError:
+            handle.truncate(start)
+            raise

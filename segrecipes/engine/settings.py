@@ -20,6 +20,10 @@ class TrainSettings(PythonSection):
     microbatches of at most ``device_microbatch_size`` (``auto``: the whole per-device batch, halved
     when it does not fit in GPU memory). ``precision`` ``auto`` is bf16 on a GPU; a CPU always runs fp32.
     Non-finite steps are skipped; ``max_bad_steps`` in a row end the run (checked on logging steps).
+    A checkpoint that cannot be written (a full disk) is a warning and training goes on, retrying at the
+    next checkpoint; ``max_failed_checkpoints`` failures in a row, or a failed final one, stop the run
+    (exit 1, the last good checkpoint untouched). A DataLoader worker that dies is replaced at the same
+    sample (bit-identical run), up to ``max_loader_restarts`` times in an epoch.
     ``best_metric`` (``miou``, ``mdice``, ``iou/<class>``, ...) decides ``best.pt``; with
     ``early_stop_patience`` the run ends after that many evaluations without a new best. ``log_images``
     validation images (chosen once from the seed) are rendered at each evaluation into the run folder.
@@ -46,6 +50,8 @@ class TrainSettings(PythonSection):
     keep_last: int = Field(2, ge=1)
     eval_at_start: bool = False
     max_bad_steps: int = Field(20, ge=1)  # consecutive non-finite steps before the run stops
+    max_failed_checkpoints: int = Field(3, ge=0)  # checkpoint writes that may fail in a row (full disk); 0: stop at once
+    max_loader_restarts: int = Field(3, ge=0)  # DataLoaders rebuilt in one epoch after a worker died; 0: stop at once
     loggers: list[Literal["tensorboard", "wandb", "mlflow"]] = ["tensorboard"]  # besides metrics.jsonl
     log_images: int = Field(8, ge=0)  # validation images rendered at each evaluation (samples/step-N/, TensorBoard)
     best_metric: str = "miou"  # what decides best.pt: miou, mdice, macc, pixel_acc, ... or iou/<class>

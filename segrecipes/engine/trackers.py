@@ -9,6 +9,7 @@ Each tracker takes its settings from its library's usual environment: ``WANDB_PR
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -59,26 +60,44 @@ def flat_params(config: dict[str, Any] | None, prefix: str = "") -> dict[str, An
 
 
 class TensorBoardTracker:
-    def __init__(self, run_dir: Path, config: dict[str, Any] | None) -> None:
-        from torch.utils.tensorboard import SummaryWriter  # imported lazily: tensorboard is slow to import
+    """Events under ``run_dir/tensorboard``. A writer that failed (a full disk) stays broken, so it is
+    dropped and the next call opens a new event file: the logs go on once there is room again."""
 
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+    def __init__(self, run_dir: Path, config: dict[str, Any] | None) -> None:
+        self.folder = run_dir / "tensorboard"
+        self._writer: Any = None
+
+    def _call(self, name: str, *args: Any) -> None:
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter  # imported lazily: tensorboard is slow to import
+
+            self._writer = SummaryWriter(log_dir=str(self.folder))
+        try:
+            getattr(self._writer, name)(*args)
+        except Exception:
+            writer, self._writer = self._writer, None
+            with contextlib.suppress(Exception):
+                writer.close()
+            raise
 
     def log_scalars(self, values: dict[str, float], step: int) -> None:
         for key, value in values.items():
-            self.writer.add_scalar(key, value, step)
+            self._call("add_scalar", key, value, step)
 
     def log_image(self, tag: str, image: torch.Tensor, step: int) -> None:
-        self.writer.add_image(tag, image, step)
+        self._call("add_image", tag, image, step)
 
     def log_summary(self, summary: dict[str, float | str]) -> None:
-        self.writer.add_text("summary", "\n".join(f"{key}: {value}  " for key, value in summary.items()))
+        self._call("add_text", "summary", "\n".join(f"{key}: {value}  " for key, value in summary.items()))
 
     def flush(self) -> None:
-        self.writer.flush()  # else up to two minutes of events stay in memory
+        if self._writer is not None:
+            self._call("flush")  # else up to two minutes of events stay in memory
 
     def close(self, failed: bool = False) -> None:
-        self.writer.close()
+        if self._writer is not None:
+            self._call("close")
+            self._writer = None
 
 
 class WandbTracker:

@@ -10,7 +10,7 @@ engine's package docstring for the synchronizations there are).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from segrecipes.data.errors import DataError
+from segrecipes.data.healing import HealingLoader, LoaderFailed
 from segrecipes.data.loader import build_train_loader
 from segrecipes.data.normalize import on_device
 from segrecipes.data.sampler import TrainSampler
@@ -34,7 +36,7 @@ from segrecipes.engine.remote import RemoteMirror
 from segrecipes.engine.report import environment_info
 from segrecipes.engine.settings import TrainSettings
 from segrecipes.engine.skips import BufferGuard, SkipCounter
-from segrecipes.errors import ConfigError
+from segrecipes.errors import ConfigError, one_line
 from segrecipes.evaluation.evaluate import evaluate
 from segrecipes.evaluation.metrics import SegMetrics, metric_key_error
 from segrecipes.evaluation.options import InferenceOptions
@@ -49,24 +51,17 @@ Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 class Trainer:
     """Trains ``model`` on ``train_data`` with ``loss_fn`` and ``optimizer`` as ``settings`` say.
 
-    ``train_data[i]`` is ``(image, target)``: uint8 images are ImageNet-normalized on the device,
-    floating-point ones are used as they are. ``val_data`` (raw images and masks at their original
-    size) is scored under ``inference`` at every evaluation. ``lr_schedule`` maps the fraction of the
-    run done to a learning-rate multiplier. With ``run_dir`` the run writes metrics, TensorBoard
-    events, checkpoints and a summary there; ``config`` (a plain dict) is recorded with them so that
-    ``segrecipes eval`` can rebuild the model. With a ``mirror`` (a run folder on object storage, ``run_dir``
-    its local staging folder), rank 0 uploads each checkpoint and the run's files after it, and at the end.
+    ``train_data[i]`` is ``(image, target)``: uint8 images are ImageNet-normalized on the device, float
+    ones used as they are. ``val_data`` (raw images and masks) is scored under ``inference`` at every
+    evaluation. ``lr_schedule`` maps the fraction of the run done to a learning-rate multiplier. With
+    ``run_dir`` the run writes its logs, checkpoints and summary there, with ``config`` (a plain dict) for
+    ``segrecipes eval``; a ``mirror`` (a run folder on object storage) gets a copy at each checkpoint.
     ``clock`` (the run's durations in steps) is built from ``settings`` unless given; loading uses ``num_workers``.
     """
 
     def __init__(
-        self,
-        model: nn.Module,
-        loss_fn: Loss,
-        optimizer: torch.optim.Optimizer,
-        train_data: Dataset,
-        settings: TrainSettings,
-        *,
+        self, model: nn.Module, loss_fn: Loss, optimizer: torch.optim.Optimizer, train_data: Dataset,
+        settings: TrainSettings, *,
         val_data: Dataset | None = None,
         methods: Sequence[Method] = (),
         lr_schedule: Callable[[float], float] = LRSchedule(),
@@ -78,9 +73,7 @@ class Trainer:
         dist: DistInfo | None = None,
         mirror: RemoteMirror | None = None,
         clock: Clock | None = None,
-        num_workers: int = 0,
-        pin_memory: bool = True,
-        persistent_workers: bool = True,
+        num_workers: int = 0, pin_memory: bool = True, persistent_workers: bool = True,
     ) -> None:
         self.settings, self.loss_fn, self.optimizer = settings, loss_fn, optimizer
         self.train_data, self.val_data = train_data, val_data
@@ -104,8 +97,9 @@ class Trainer:
                                                               settings.device_microbatch_size)
         self.sampler = TrainSampler(len(train_data), self.batch_per_rank, settings.seed, self.dist.rank,
                                     self.dist.world_size)
-        self.loader = build_train_loader(train_data, self.sampler, self.batch_per_rank, num_workers,
-                                         pin_memory and self.device.type == "cuda", persistent_workers)
+        self.loader = HealingLoader(lambda: build_train_loader(
+            train_data, self.sampler, self.batch_per_rank, num_workers, pin_memory and self.device.type == "cuda",
+            persistent_workers), self.sampler, settings.max_loader_restarts)
         self.clock = clock or Clock(settings.duration, self.sampler.batches_per_epoch, batch, settings.dur_base)
         self.amp_dtype = amp_dtype_for(settings.precision, self.device)
         self.scaler = grad_scaler_for(self.amp_dtype, self.device)
@@ -113,9 +107,10 @@ class Trainer:
         wrapped = self.ddp or self.model
         self.forward = torch.compile(wrapped) if settings.compile else wrapped
         self.buffers, self.skips = BufferGuard(self.model), SkipCounter(self.device)
+        self.checkpointer = Checkpointer(self.run_dir, settings.keep_last, self.dist, mirror,
+                                         settings.max_failed_checkpoints)  # first: it clears dead writers' files
         self.record = RunRecord(self.run_dir, config, enabled=self.dist.is_main, best_metric=settings.best_metric,
                                 loggers=settings.loggers)
-        self.checkpointer = Checkpointer(self.run_dir, settings.keep_last, self.dist, mirror)
         self.samples = choose_samples(len(val_data), settings.log_images, settings.seed) if val_data is not None else []
         self._probed = False
 
@@ -174,7 +169,10 @@ class Trainer:
             try:
                 if settings.eval_at_start and clock.step == 0 and self.val_data is not None:
                     self._evaluate(bar)
-                self._fit_microbatch()
+                if not self._probed and settings.device_microbatch_size == "auto" and self.device.type == "cuda":
+                    self._probed, self.microbatch = True, probe_microbatch(
+                        self.model, self.loss_fn, *on_device(*self.loader.dataset[(0, 0)], self.device),
+                        self.microbatch, self.amp_dtype, self.buffers)  # what fits on this GPU (microbatch.py)
                 was_stopped = self.record.stalled(settings.early_stop_patience)
                 metrics = self._loop(stop, bar)
                 if metrics is None and self.val_data is not None:  # resumed a finished run: score it, log nothing
@@ -184,7 +182,8 @@ class Trainer:
                                     "to train it further")
                 stopped_early = not clock.finished and self.record.stalled(settings.early_stop_patience)
                 summary = self.record.summary(clock, metrics, int(self.skips.total.item()), stopped_early,
-                                              environment_info(self.device, self.dist.world_size))
+                                              environment_info(self.device, self.dist.world_size),
+                                              getattr(self.train_data, "replaced", 0))
             except BaseException:
                 self.record.close(failed=True)
                 raise
@@ -204,9 +203,7 @@ class Trainer:
         patience = settings.early_stop_patience
         finished = clock.finished or self.record.stalled(patience)  # then decided after each step, by all ranks
         while not finished:
-            self.sampler.set_epoch(clock.epoch)
-            self.sampler.set_start_batch(clock.batch_in_epoch)
-            for images, target in self.loader:
+            for images, target in self._batches():
                 with named_collective_errors(self.dist.rank, clock.step + 1, settings.dist_timeout):
                     result = self.step(images, target)
                 with named_collective_errors(self.dist.rank, clock.step, settings.dist_timeout):
@@ -222,20 +219,31 @@ class Trainer:
                         finished = True
                         bar.message(self.record.early_stop_message(clock.step, patience))
                 if finished or interrupted or clock.due(settings.checkpoint_interval, last_checkpoint_s):
-                    self.save_checkpoint()
+                    self.save_checkpoint(final=finished or interrupted)
                     last_checkpoint_s = clock.elapsed_s
                 if interrupted:
-                    where = self.mirror.url if self.mirror is not None else self.run_dir
                     raise RunInterrupted(f"stopped by signal at step {clock.step}; checkpoint saved. "
-                                         f"Continue with: segrecipes train --resume {where}")
+                                         f"Continue with: {self.checkpointer.resume_command()}")
                 clock.other_done()  # evaluation, checkpoints and logging count towards wall time
                 if finished:
                     break
         return metrics
 
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The epoch's batches from the clock's position; a broken file or dying workers stop it with a checkpoint."""
+        self.sampler.set_epoch(self.clock.epoch)
+        self.sampler.set_start_batch(self.clock.batch_in_epoch)
+        try:
+            yield from self.loader
+        except (DataError, LoaderFailed) as error:
+            if self.dist.distributed or self.run_dir is None or self.clock.step == 0:  # nothing to save, or other
+                raise  # ranks wait in a collective
+            self.save_checkpoint(final=True)
+            raise type(error)(f"{one_line(error)}; the run stopped at step {self.clock.step} with a checkpoint: fix "
+                              f"it, then continue with: {self.checkpointer.resume_command()}") from None
+
     def _agree(self, stop: StopSignal) -> bool:
-        """Whether any rank got a signal; the clock takes the slowest rank's wall time. Every rank then
-        decides alike whether to evaluate, checkpoint or stop, also on wall-clock durations and intervals."""
+        """Whether any rank got a signal; the clock takes the slowest rank's time, so all ranks decide alike."""
         signal, self.clock.elapsed_s = agreed_max([float(stop.received is not None), self.clock.elapsed_s])
         return bool(signal)
 
@@ -248,15 +256,6 @@ class Trainer:
         self.record.log_step(clock, row)
         bar.update(clock.step if clock.total_steps else clock.elapsed_s,
                    f"loss {row['loss']:.4f} lr {row['lr']:.2e} {row['images_per_s']:.1f} img/s", clock.remaining_s)
-
-    def _fit_microbatch(self) -> None:
-        """With ``device_microbatch_size: auto`` on a GPU, find once what fits (see microbatch.py)."""
-        if not self._probed and self.settings.device_microbatch_size == "auto" and self.device.type == "cuda":
-            self._probed = True
-            image, target = self.loader.dataset[(0, 0)]
-            sample = on_device(image, target, self.device)
-            self.microbatch = probe_microbatch(self.model, self.loss_fn, *sample, self.microbatch, self.amp_dtype,
-                                               self.buffers)
 
     # ----------------------------------------------------------------- evaluation and state
     def eval_model(self) -> nn.Module:
@@ -295,6 +294,7 @@ class Trainer:
         """Continue from :meth:`state_dict`, e.g. a checkpoint read by ``engine.checkpoint.load_checkpoint``."""
         self.checkpointer.restore(self, state)
 
-    def save_checkpoint(self) -> None:
-        """Write a training checkpoint (rank 0, with a run folder); every rank calls it at the same step."""
-        self.checkpointer.save(self)
+    def save_checkpoint(self, final: bool = False) -> None:
+        """Write a training checkpoint (rank 0, with a run folder); every rank calls it at the same step.
+        A failed write (a full disk) is retried at the next one, unless ``final``: then the run stops."""
+        self.checkpointer.save(self, final)

@@ -86,5 +86,5 @@ def test_an_unwritable_cache_only_costs_a_warning(tmp_path: Path, monkeypatch: p
     blocker.write_text("a file where the cache folder would go")
     monkeypatch.setenv("SEGRECIPES_CACHE_DIR", str(blocker))
     data = folder_dataset(tmp_path / "data", CLASSES)
-    with pytest.warns(UserWarning, match="data check cache not written"):
+    with pytest.warns(UserWarning, match="could not write the data check cache"):
         assert training_checks(f"folder:{data}").ok
