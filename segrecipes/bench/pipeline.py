@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from segrecipes.config import ConfigError
 from segrecipes.data.augmented import AugmentedDataset
+from segrecipes.data.healing import HealingLoader
 from segrecipes.data.loader import build_train_loader
 from segrecipes.data.memory import keep_freed_memory
 from segrecipes.data.sampler import TrainSampler
@@ -55,7 +56,8 @@ def measure_pipeline(
                           f"of {batch_size}")
     reports = []
     for count in workers:
-        loader = build_train_loader(dataset, sampler, batch_size, count, pin_memory=pin_memory)
+        loader = HealingLoader(lambda: build_train_loader(dataset, sampler, batch_size, count, pin_memory=pin_memory),
+                               sampler)
         start = time.perf_counter()
         iterator = iter(loader)
         next(iterator)
