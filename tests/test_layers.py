@@ -11,7 +11,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "segrecipes"
 # lowest first; a layer may import its own package and any lower layer, nothing else
 LAYERS = [
-    {"errors", "cache"}, {"duration", "fetch"}, {"fields", "transfer"}, {"data", "models", "optim"},
+    {"errors", "disk"}, {"cache"}, {"duration", "fetch"}, {"fields", "transfer"}, {"data", "models", "optim"},
     {"methods", "evaluation"}, {"engine"},
     {"config"}, {"run"}, {"deploy", "bench"}, {"cli", "functional", "__init__"},
 ]
