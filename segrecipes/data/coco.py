@@ -96,9 +96,8 @@ def rasterize(root: Path, source: Path, unannotated: str) -> Converted:
     key = fingerprint(f"coco v{_VERSION} {source.resolve()} {unannotated}".encode(), [source])
     mask_dir = cache_folder() / "coco" / key
     done = mask_dir / _DONE
-    if done.is_file():
-        record = json.loads(done.read_text())
-    else:
+    record = _read_record(done)
+    if record is None:
         record = _convert(read_coco(source), source, mask_dir, unannotated)
         write_json(done, record, indent=None)
     image_dir = _image_folder(root, source, [item[0] for item in record["items"]])
@@ -113,11 +112,20 @@ def rasterize(root: Path, source: Path, unannotated: str) -> Converted:
     return Converted(tuple(record["class_names"]), image_dir, mask_dir, Listing(tuple(pairs), tuple(problems)))
 
 
+def _read_record(path: Path) -> dict[str, Any] | None:
+    """What an earlier run rasterized; None when there is none (or it cannot be read: rasterize again)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def _image_folder(root: Path, source: Path, file_names: list[str]) -> Path:
     """Where ``file_names`` are: ``root/<tag>`` (``instances_val2017.json`` -> ``val2017``), ``root/images/<tag>``,
-    ``root/images`` or ``root``, the first that holds the first image."""
+    ``root/images``, ``root`` or another folder in ``root``, the first that holds the first image."""
     tag = source.stem.split("_", 1)[-1]
     folders = [root / tag, root / "images" / tag, root / "images", root]
+    folders += sorted(folder for folder in root.iterdir() if folder.is_dir() and folder not in folders)
     for folder in folders:
         if file_names and (folder / file_names[0]).is_file():
             return folder

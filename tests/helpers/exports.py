@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -68,3 +69,74 @@ def _write_list(base: Path, split: str, items: list[str]) -> None:
     lists = base / "ImageSets" / "Segmentation"
     lists.mkdir(parents=True, exist_ok=True)
     (lists / f"{split}.txt").write_text("".join(f"{item}\n" for item in items))
+
+
+# COCO: categories declared out of id order, so class indices follow the file, not the ids
+COCO_CATEGORIES = [{"id": 7, "name": "person"}, {"id": 3, "name": "car"}, {"id": 12, "name": "sky"}]
+# with data.coco_unannotated=background: 0 background, 1 person, 2 car, 3 sky
+COCO_FIRST = np.array([  # sky polygon rows 0-3; car RLE rows 2-4 x cols 2-4 on top (smaller); person crowd RLE
+    [3, 3, 3, 3, 3, 3, 3, 3],
+    [3, 3, 3, 3, 3, 3, 3, 3],
+    [3, 3, 2, 2, 2, 3, 3, 3],
+    [3, 3, 2, 2, 2, 3, 3, 3],
+    [0, 0, 2, 2, 2, 0, 0, 0],
+    [0, 0, 0, 0, 0, 0, 0, 0],
+    [1, 1, 0, 0, 0, 0, 0, 0],
+    [1, 1, 0, 0, 0, 0, 0, 0],
+], dtype=np.uint8)
+COCO_THIRD = np.array([  # a large person polygon, and a small sky polygon inside it listed first: sky on top
+    [0, 0, 0, 0, 0, 0, 0, 0],
+    [0, 1, 1, 1, 1, 1, 0, 0],
+    [0, 1, 3, 3, 1, 1, 0, 0],
+    [0, 1, 3, 3, 1, 1, 0, 0],
+    [0, 1, 1, 1, 1, 1, 0, 0],
+    [0, 1, 1, 1, 1, 1, 0, 0],
+    [0, 0, 0, 0, 0, 0, 0, 0],
+    [0, 0, 0, 0, 0, 0, 0, 0],
+], dtype=np.uint8)
+COCO_OVERLAP = 6 + 4  # car over sky in the first image, sky inside person in the third
+
+
+def rle(block: tuple[slice, slice], size: int = 8, compressed: bool = True) -> dict:
+    """COCO RLE of a (size, size) mask set on ``block``: pycocotools' compressed string, or the
+    uncompressed column-major run lengths (starting with a run of zeros) that COCO stores for crowds."""
+    from pycocotools import mask as masks
+
+    pixels = np.zeros((size, size), dtype=np.uint8)
+    pixels[block] = 1
+    if compressed:
+        encoded = masks.encode(np.asfortranarray(pixels))
+        return {"size": [size, size], "counts": encoded["counts"].decode()}
+    flat = pixels.flatten(order="F")
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], flat, [1 - flat[-1]]])))
+    return {"size": [size, size], "counts": np.diff(np.concatenate([[0], edges])).tolist()}
+
+
+def coco_annotations() -> list[dict]:
+    return [
+        {"id": 1, "image_id": 1, "category_id": 12, "iscrowd": 0, "segmentation": [[0, 0, 8, 0, 8, 4, 0, 4]]},
+        {"id": 2, "image_id": 1, "category_id": 3, "iscrowd": 0, "segmentation": rle((slice(2, 5), slice(2, 5)))},
+        {"id": 3, "image_id": 1, "category_id": 7, "iscrowd": 1,
+         "segmentation": rle((slice(6, 8), slice(0, 2)), compressed=False)},
+        {"id": 4, "image_id": 3, "category_id": 12, "iscrowd": 0, "segmentation": [[2, 2, 4, 2, 4, 4, 2, 4]]},
+        {"id": 5, "image_id": 3, "category_id": 7, "iscrowd": 0, "segmentation": [[1, 1, 6, 1, 6, 6, 1, 6]]},
+    ]
+
+
+def write_coco(root: Path, annotations: list[dict] | None = None, size: int = 8, val: bool = True) -> Path:
+    """COCO's layout: ``annotations/instances_{train,val}2017.json`` and ``{train,val}2017/`` images.
+    Train: image 1 (:data:`COCO_FIRST`), image 2 without annotations, image 3 (:data:`COCO_THIRD`); val: image 1."""
+    annotations = coco_annotations() if annotations is None else annotations
+    splits = {"train2017": ([1, 2, 3], annotations)}
+    if val:  # image 1 again
+        splits["val2017"] = ([1], [annotation for annotation in annotations if annotation["image_id"] == 1])
+    for tag, (ids, anns) in splits.items():
+        images = [{"id": image_id, "file_name": f"{tag}_{image_id:012d}.jpg", "height": size, "width": size}
+                  for image_id in ids]
+        for image in images:
+            write_image(root / tag / image["file_name"], size, size)
+        data = {"info": {"description": "segrecipes test"}, "images": images, "annotations": anns,
+                "categories": [{**category, "supercategory": "thing"} for category in COCO_CATEGORIES]}
+        (root / "annotations").mkdir(parents=True, exist_ok=True)
+        (root / "annotations" / f"instances_{tag}.json").write_text(json.dumps(data))
+    return root
