@@ -65,10 +65,12 @@ class SplitLayout:
 @dataclass(frozen=True)
 class Listing:
     """The pairs of a split that an export lists (a split file, an annotation JSON) rather than
-    :func:`pair_files` finding them by stem, with the problems met while listing them."""
+    :func:`pair_files` finding them by stem, with the problems met while listing them. ``assignment``:
+    the file recording which images ``data.val_fraction`` put in which split, for a one-split export."""
 
     pairs: tuple[tuple[Path, Path], ...]
     problems: tuple[Problem, ...] = ()
+    assignment: Path | None = None
 
 
 @dataclass(frozen=True)

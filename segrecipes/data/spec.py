@@ -16,7 +16,8 @@ from .synthetic import SyntheticShapes
 from .transforms import TrainTransform
 from .user_transform import UserTransform
 
-__all__ = ["KINDS", "SPLITS", "RawDataset", "build_raw_dataset", "parse_data_spec", "split_layout", "train_transform"]
+__all__ = ["KINDS", "SPLITS", "RawDataset", "build_raw_dataset", "parse_data_spec", "split_assignment", "split_layout",
+           "train_transform"]
 
 KINDS = ("ade20k", "camvid", "cityscapes", "coco", "cvat", "folder", "synthetic", "voc")
 RawDataset = SegmentationFiles | SyntheticShapes
@@ -67,6 +68,12 @@ def split_layout(cfg: DataSettings, split: str) -> SplitLayout | None:
         return folder.split_layout(path, split, cfg.num_classes, cfg.ignore_value, cfg.reduce_zero_label,
                                    cfg.label_map, cfg.palette, cfg.in_channels, channel_stats(cfg))
     return dataclasses.replace(layout, channels=cfg.in_channels, stats=channel_stats(cfg))
+
+
+def split_assignment(cfg: DataSettings) -> Path | None:
+    """The record of which images ``data.val_fraction`` held out (None unless a one-split export was split)."""
+    layout = split_layout(cfg, "train")
+    return layout.listing.assignment if layout is not None and layout.listing is not None else None
 
 
 def channel_stats(cfg: DataSettings) -> ChannelStats | None:

@@ -48,4 +48,4 @@ def split_listing(listing: Listing, source: Path, split: str, fraction: float, s
                    f"{len(chosen['val'])} val images by data.val_fraction={fraction}, data.split_seed={seed} "
                    "(the assignment is in this file)", blocks_loading=False, note=True)
     problems = listing.problems if split == "train" else ()
-    return Listing(tuple(chosen[split]), (*problems, note))
+    return Listing(tuple(chosen[split]), (*problems, note), record)

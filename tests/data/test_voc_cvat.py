@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 
 from helpers.exports import CVAT_CLASSES, VOC_MASK, write_colour_mask, write_cvat, write_voc
+from helpers.tiny import tiny_config
 from segrecipes.cli.main import main
 from segrecipes.data.check import check_dataset
 from segrecipes.data.errors import DataError
 from segrecipes.data.settings import DataSettings
 from segrecipes.data.spec import build_raw_dataset
 from segrecipes.data.voc import CLASS_NAMES
+from segrecipes.run import build_trainer
 
 
 def _data(spec: str, *, split: str = "train", **settings: object):
@@ -113,3 +115,14 @@ def test_cvat_bad_labelmap_is_one_line_naming_it(tmp_path: Path, text: str, mess
     (root / "labelmap.txt").write_text(text)
     with pytest.raises(DataError, match=message):
         _data(f"cvat:{root}")
+
+
+@pytest.mark.slow
+def test_a_one_split_cvat_export_trains_and_the_run_records_the_split(tmp_path: Path) -> None:
+    root = write_cvat(tmp_path / "task", [f"frame_{index:06d}" for index in range(8)])
+    config = tiny_config(f"data.spec=cvat:{root}", "data.val_fraction=0.3", "data.split_seed=0",
+                         "train.duration=2ba", "train.eval_interval=2ba", "train.global_batch_size=2")
+    assert build_trainer(config, tmp_path / "run").fit()["step"] == 2
+    record = json.loads((tmp_path / "run" / "data-splits.json").read_text())
+    assert (record["val_fraction"], record["split_seed"]) == (0.3, 0)
+    assert sorted(Path(path).stem for path in record["train"] + record["val"]) == [f"frame_{i:06d}" for i in range(8)]
