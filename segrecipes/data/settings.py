@@ -38,7 +38,8 @@ class DataSettings(Section):
     # coco:PATH only: the JSON of each split (relative to PATH; default annotations/{instances,stuff}_*<split>*.json)
     coco_train_json: str | None = None
     coco_val_json: str | None = None
-    coco_unannotated: Literal["background", "ignore"] = "background"  # pixels no annotation covers: a class, or 255
+    # coco:PATH and labelstudio:PATH: the pixels no annotation covers are the class "background", or ignored (255)
+    unannotated: Literal["background", "ignore"] = "background"
     # any dataset
     in_channels: int = Field(3, ge=1)  # image channels (.npy/.tif images may have more than 3)
     mean: list[float] | Literal["auto"] | None = None  # per channel, in stored units; None: ImageNet's, for 8-bit RGB

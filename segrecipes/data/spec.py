@@ -63,7 +63,7 @@ def split_layout(cfg: DataSettings, split: str) -> SplitLayout | None:
         layout = cvat.split_layout(path, split, cfg.val_fraction, cfg.split_seed)
     elif kind == "coco":
         given = {"train": cfg.coco_train_json, "val": cfg.coco_val_json}
-        layout = coco.split_layout(path, split, given, cfg.coco_unannotated, cfg.val_fraction, cfg.split_seed)
+        layout = coco.split_layout(path, split, given, cfg.unannotated, cfg.val_fraction, cfg.split_seed)
     else:
         return folder.split_layout(path, split, cfg.num_classes, cfg.ignore_value, cfg.reduce_zero_label,
                                    cfg.label_map, cfg.palette, cfg.in_channels, channel_stats(cfg))

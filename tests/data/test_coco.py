@@ -43,7 +43,7 @@ def test_masks_follow_category_order_overlap_rule_and_background(tmp_path: Path)
 
 
 def test_unannotated_pixels_can_be_ignored_instead(tmp_path: Path) -> None:
-    train = _data(write_coco(tmp_path), coco_unannotated="ignore")
+    train = _data(write_coco(tmp_path), unannotated="ignore")
     assert train.class_names == ["person", "car", "sky"]
     first, bare, _ = _labels(train)
     np.testing.assert_array_equal(first, np.where(COCO_FIRST == 0, 255, COCO_FIRST - 1))
@@ -60,7 +60,7 @@ def test_rasterized_once_then_read_from_the_cache(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(coco, "_convert", refuse)
     assert all((a == b).all() for a, b in zip(_labels(_data(root)), expected))
     with pytest.raises(AssertionError, match="rasterized again"):  # another setting, another key
-        _data(root, coco_unannotated="ignore")
+        _data(root, unannotated="ignore")
 
 
 def test_data_check_reports_overlaps_and_the_findings_with_their_fix(
@@ -122,7 +122,7 @@ def test_without_pycocotools_the_error_says_how_to_install_it(
 ) -> None:
     root = write_coco(tmp_path)
     monkeypatch.setitem(sys.modules, "pycocotools", None)
-    with pytest.raises(DataError, match=r'coco:PATH needs pycocotools: pip install "segrecipes\[coco\]"'):
+    with pytest.raises(DataError, match=r'this export needs pycocotools: pip install "segrecipes\[coco\]"'):
         _data(root)
 
 
