@@ -46,10 +46,10 @@ def split_layout(
         raise DataError(f"{root / 'annotations'}: no COCO JSON for the {split} split (instances_*{split}*.json or "
                         f"stuff_*{split}*.json); set data.coco_{split}_json")
     source = files[split] if both else found.pop()
-    converted = rasterize(root, source, unannotated)
-    listing = converted.listing if both else split_listing(converted.listing, source, split, val_fraction, split_seed)
-    table = label_table(len(converted.class_names), ignore_values=(IGNORE_INDEX,))
-    return SplitLayout(converted.image_dir, converted.mask_dir, converted.class_names, table, listing=listing)
+    masks = rasterize(root, source, unannotated)
+    listing = masks.listing if both else split_listing(masks.listing, source, split, val_fraction, split_seed)
+    table = label_table(len(masks.class_names), ignore_values=(IGNORE_INDEX,))
+    return SplitLayout(masks.image_dir, masks.mask_dir, masks.class_names, table, listing=listing)
 
 
 def annotation_files(root: Path, given: Mapping[str, str | None]) -> dict[str, Path | None]:

@@ -102,13 +102,17 @@ def converted(source: Path, settings: str, convert: Callable[[Path], Record]) ->
     return mask_dir, record
 
 
-def record_listing(record: Record, source: Path, image_dir: Path, mask_dir: Path) -> Listing:
-    """The pairs of a conversion whose images exist, a problem per missing image, and its notes."""
+def record_listing(
+    record: Record, source: Path, image_dir: Path, mask_dir: Path,
+    names: Callable[[str], Sequence[str]] = lambda name: (name,),
+) -> Listing:
+    """The pairs of a conversion whose images exist (under the first of ``names(file_name)`` found), a
+    problem per missing image, and its notes."""
     pairs, problems = [], [Problem(str(source), kind, message, blocks_loading=False, note=True)
                            for kind, message in record["notes"]]
     for file_name, mask_name in record["items"]:
-        image = image_dir / file_name
-        if image.is_file():
+        image = next((image_dir / name for name in names(file_name) if (image_dir / name).is_file()), None)
+        if image is not None:
             pairs.append((image, mask_dir / mask_name))
         else:
             problems.append(Problem(str(source), "missing-image", f"image {file_name!r} is not in {image_dir}"))

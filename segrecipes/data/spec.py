@@ -8,7 +8,7 @@ import difflib
 from pathlib import Path
 
 from .settings import DataSettings
-from . import ade20k, camvid, cityscapes, coco, cvat, folder, voc
+from . import ade20k, camvid, cityscapes, coco, cvat, folder, labelstudio, voc
 from .errors import DataError
 from .files import SegmentationFiles, SplitLayout
 from .normalize import ChannelStats
@@ -19,7 +19,7 @@ from .user_transform import UserTransform
 __all__ = ["KINDS", "SPLITS", "RawDataset", "build_raw_dataset", "parse_data_spec", "split_assignment", "split_layout",
            "train_transform"]
 
-KINDS = ("ade20k", "camvid", "cityscapes", "coco", "cvat", "folder", "synthetic", "voc")
+KINDS = ("ade20k", "camvid", "cityscapes", "coco", "cvat", "folder", "labelstudio", "synthetic", "voc")
 RawDataset = SegmentationFiles | SyntheticShapes
 SPLITS = ("train", "val")
 
@@ -61,6 +61,8 @@ def split_layout(cfg: DataSettings, split: str) -> SplitLayout | None:
         layout = voc.split_layout(path, split, cfg.val_fraction, cfg.split_seed)
     elif kind == "cvat":
         layout = cvat.split_layout(path, split, cfg.val_fraction, cfg.split_seed)
+    elif kind == "labelstudio":
+        layout = labelstudio.split_layout(path, split, cfg.unannotated, cfg.val_fraction, cfg.split_seed)
     elif kind == "coco":
         given = {"train": cfg.coco_train_json, "val": cfg.coco_val_json}
         layout = coco.split_layout(path, split, given, cfg.unannotated, cfg.val_fraction, cfg.split_seed)

@@ -140,3 +140,76 @@ def write_coco(root: Path, annotations: list[dict] | None = None, size: int = 8,
         (root / "annotations").mkdir(parents=True, exist_ok=True)
         (root / "annotations" / f"instances_{tag}.json").write_text(json.dumps(data))
     return root
+
+
+# Label Studio: classes sorted by name (car, person, road) after background
+LS_FIRST = np.array([[0] * 8] * 2 + [[0, 0, 1, 1, 1, 1, 0, 0]] * 2 + [[3, 3, 1, 1, 1, 1, 3, 3]] * 2 + [[3] * 8] * 2,
+                    dtype=np.uint8)  # road brush rows 4-7, car polygon rows/cols 2-5 on top (smaller)
+LS_THIRD = np.array([[2, 2, 0, 0, 0, 0, 0, 0]] * 8, dtype=np.uint8)  # person polygon, columns 0-1
+LS_OVERLAP = 8
+_RUN_FIELDS = (3, 4, 8, 16)
+
+
+def brush_rle(mask: np.ndarray, alpha: int = 255) -> list[int]:
+    """Label Studio's brush RLE of a bool mask, built from its documented bit stream: the RGBA layer
+    flattened (red, alpha ``alpha`` where painted), runs as repeat chunks, lone values as literal chunks."""
+    rgba = np.zeros((*mask.shape, 4), dtype=np.uint8)
+    rgba[mask] = (255, 0, 0, alpha)
+    flat = rgba.flatten().tolist()
+    bits = [f"{len(flat):032b}", f"{8 - 1:05b}", *(f"{size - 1:04b}" for size in _RUN_FIELDS)]
+    runs: list[list[int]] = []
+    for value in flat:
+        if runs and runs[-1][0] == value:
+            runs[-1][1] += 1
+        else:
+            runs.append([value, 1])
+    lone: list[int] = []
+    for value, length in [*runs, [None, 0]]:
+        if length == 1:
+            lone.append(value)
+            continue
+        for start in range(0, len(lone), 8):  # literal chunks of up to 8 values (a 3-bit length field)
+            chunk = lone[start:start + 8]
+            bits += ["0", "00", f"{len(chunk) - 1:03b}", *(f"{word:08b}" for word in chunk)]
+        lone = []
+        while length:
+            piece = min(length, 1 << 16)
+            field = next(k for k, size in enumerate(_RUN_FIELDS) if piece - 1 < 1 << size)
+            bits += ["1", f"{field:02b}", f"{piece - 1:0{_RUN_FIELDS[field]}b}", f"{value:08b}"]
+            length -= piece
+    stream = "".join(bits)
+    stream += "0" * (-len(stream) % 8)
+    return [int(stream[start:start + 8], 2) for start in range(0, len(stream), 8)]
+
+
+def ls_result(kind: str, label: str, value: dict, result_id: str, size: int = 8) -> dict:
+    return {"id": result_id, "type": kind, "from_name": "tag", "to_name": "image", "original_width": size,
+            "original_height": size, "image_rotation": 0, "origin": "manual", "value": {**value, kind: [label]}}
+
+
+def ls_tasks() -> list[dict]:
+    """Three tasks as Label Studio's JSON export writes them: a brush and a polygon; none; a cancelled
+    annotation (of a type that is not read) before one with a polygon."""
+    road = np.zeros((8, 8), dtype=bool)
+    road[4:] = True
+    first = [ls_result("brushlabels", "road", {"format": "rle", "rle": brush_rle(road)}, "b1"),
+             ls_result("polygonlabels", "car", {"points": [[25, 25], [75, 25], [75, 75], [25, 75]], "closed": True},
+                       "p1")]
+    third = [ls_result("polygonlabels", "person", {"points": [[0, 0], [25, 0], [25, 100], [0, 100]]}, "p3")]
+    cancelled = [ls_result("rectanglelabels", "car", {"x": 0, "y": 0, "width": 50, "height": 50}, "r3")]
+    return [
+        {"id": 1, "data": {"image": "/data/upload/1/0a1b2c3d-street.jpg"}, "file_upload": "0a1b2c3d-street.jpg",
+         "annotations": [{"id": 11, "was_cancelled": False, "result": first}], "predictions": []},
+        {"id": 2, "data": {"image": "/data/local-files/?d=photos/empty.jpg"}, "annotations": []},
+        {"id": 3, "data": {"image": "s3://bucket/photos/park.png"},
+         "annotations": [{"id": 31, "was_cancelled": True, "result": cancelled},
+                         {"id": 32, "was_cancelled": False, "result": third}]},
+    ]
+
+
+def write_labelstudio(root: Path, tasks: list[dict] | None = None, size: int = 8) -> Path:
+    """``export.json`` (the JSON export) and the images under ``images/`` by their original names."""
+    for name in ("street.jpg", "empty.jpg", "park.png"):
+        write_image(root / "images" / name, size, size)
+    (root / "project-1-at-2026-12-07.json").write_text(json.dumps(ls_tasks() if tasks is None else tasks))
+    return root
