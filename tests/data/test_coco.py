@@ -149,3 +149,14 @@ def test_a_coco_export_trains_two_steps_and_evaluates(tmp_path: Path) -> None:
     result = build_trainer(config, None).fit()
     assert result["step"] == 2 and result["miou"] is not None
     assert list(result["iou"]) == ["background", "person", "car", "sky"]
+
+
+def test_cvat_coco_export_one_json_and_images_by_subset(tmp_path: Path) -> None:
+    """CVAT's "COCO 1.0" export: annotations/instances_default.json and images/default/."""
+    root = write_coco(tmp_path / "export", val=False)
+    (root / "annotations" / "instances_train2017.json").rename(root / "annotations" / "instances_default.json")
+    (root / "images").mkdir()
+    (root / "train2017").rename(root / "images" / "default")
+    train, val = _data(root, val_fraction=0.34), _data(root, "val", val_fraction=0.34)
+    assert (len(train), len(val)) == (2, 1)
+    assert Path(val.image_path(0)).parent == root / "images" / "default"
