@@ -223,7 +223,7 @@ def _check_pairs(
 def _label_convention_issues(layout: SplitLayout, split: str, values: set[int]) -> list[Issue]:
     """The label conventions a split's stored values betray: binary 0/255 masks read with 255 as
     ignore, and ``reduce_zero_label`` needed or wrongly set. Each says the setting that fixes it."""
-    if not values or layout.palette is not None:
+    if not values or layout.palette is not None or layout.listing is not None:  # exports state their own labels
         return []
     folder = str(layout.mask_dir)
     table, classes = layout.table, layout.num_classes

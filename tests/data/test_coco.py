@@ -160,3 +160,11 @@ def test_cvat_coco_export_one_json_and_images_by_subset(tmp_path: Path) -> None:
     train, val = _data(root, val_fraction=0.34), _data(root, "val", val_fraction=0.34)
     assert (len(train), len(val)) == (2, 1)
     assert Path(val.image_path(0)).parent == root / "images" / "default"
+
+
+def test_one_category_with_unannotated_ignored_is_not_taken_for_binary_masks(tmp_path: Path) -> None:
+    """Masks of 0 and 255 here are one class and ignore, as stated, not a 0/255 folder mask misread."""
+    annotations = [annotation for annotation in coco_annotations() if annotation["category_id"] == 7]
+    root = write_coco(tmp_path, annotations)
+    report = check_dataset(DataSettings(spec=f"coco:{root}", unannotated="ignore"), ["train"])
+    assert report.ok, report.errors
