@@ -113,7 +113,9 @@ def read_coco(path: Path) -> dict[str, Any]:
                                              for key in ("images", "annotations", "categories")):
         raise DataError(f"{path}: not a COCO annotation JSON (it needs 'images', 'annotations' and 'categories' "
                         "lists)")
-    for key, fields in (("categories", ("id", "name")), ("images", ("id", "file_name", "height", "width"))):
+    required = {"categories": ("id", "name"), "images": ("id", "file_name", "height", "width"),
+                "annotations": ("id", "image_id", "category_id", "segmentation")}
+    for key, fields in required.items():
         for position, item in enumerate(data[key]):
             if not isinstance(item, dict) or any(name not in item for name in fields):
                 raise DataError(f"{path}: {key}[{position}] lacks one of {', '.join(fields)}")
