@@ -14,6 +14,7 @@ from segrecipes.data.cityscapes import CLASS_NAMES, LABEL_TABLE
 from segrecipes.data.errors import DataError
 from segrecipes.data.settings import DataSettings
 from segrecipes.data.spec import build_raw_dataset
+from segrecipes.data.stats import cached_stats
 
 FRAMES = {"train": ["aachen_000000_000019", "bochum_000000_000313"], "val": ["lindau_000000_000019"]}
 
@@ -48,3 +49,9 @@ def test_an_image_without_its_mask_is_one_line_and_data_check_lists_it(
         main(["data", "check", f"cityscapes:{root}"])
     out = capsys.readouterr().out
     assert exit_info.value.code == 2 and "missing-mask" in out and "1 train, 1 val pairs checked" in out
+
+
+def test_data_stats_counts_the_train_ids(tmp_path: Path) -> None:
+    stats = cached_stats(DataSettings(spec=f"cityscapes:{write_cityscapes(tmp_path, FRAMES)}"), "train")
+    expected = np.bincount(CITYSCAPES_TRAIN_IDS[CITYSCAPES_TRAIN_IDS != 255], minlength=19) * 2
+    assert stats.class_pixels == expected.tolist() and stats.ignored_pixels == 2 * 3

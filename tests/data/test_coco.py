@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from helpers.exports import COCO_FIRST, COCO_OVERLAP, COCO_THIRD, coco_annotations, write_coco
-from helpers.tiny import tiny_config
+from helpers.tiny import tiny_args, tiny_config
 from segrecipes.cli.main import main
 from segrecipes.data import coco
 from segrecipes.data.check import check_dataset
@@ -168,3 +168,15 @@ def test_one_category_with_unannotated_ignored_is_not_taken_for_binary_masks(tmp
     root = write_coco(tmp_path, annotations)
     report = check_dataset(DataSettings(spec=f"coco:{root}", unannotated="ignore"), ["train"])
     assert report.ok, report.errors
+
+
+def test_train_refuses_a_bad_json_before_training_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _bad(tmp_path, lambda d: d["annotations"][1].update(category_id=99))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--data", f"coco:{root}", *tiny_args(without=("data.spec",)), "--run-dir", str(tmp_path / "r")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "annotation 2 uses category_id 99, which 'categories' does not declare" in err[0]
+    assert not (tmp_path / "r" / "checkpoints").exists()
