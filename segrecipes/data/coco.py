@@ -66,7 +66,10 @@ def annotation_files(root: Path, given: Mapping[str, str | None]) -> dict[str, P
             files[split] = path
             continue
         named = [path for path in candidates if path.name.startswith(_PREFIXES) and split in path.stem]
-        files[split] = named[0] if len(named) == 1 else None
+        if len(named) > 1:
+            raise DataError(f"{folder}: {', '.join(path.name for path in named)} all fit the {split} split; choose "
+                            f"one with data.coco_{split}_json")
+        files[split] = named[0] if named else None
     if not any(files.values()) and len(candidates) == 1:
         return {split: candidates[0] for split in given}
     return files

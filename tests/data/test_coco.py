@@ -180,3 +180,16 @@ def test_train_refuses_a_bad_json_before_training_with_exit_2(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "annotation 2 uses category_id 99, which 'categories' does not declare" in err[0]
     assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_coco_stuff_json_is_found_and_two_candidates_are_named(tmp_path: Path) -> None:
+    root = write_coco(tmp_path)
+    annotations = root / "annotations"
+    (annotations / "instances_val2017.json").rename(annotations / "stuff_val2017.json")
+    (annotations / "captions_train2017.json").write_text("{}")  # not a segmentation JSON: never picked
+    assert len(_data(root, "val")) == 1
+    (annotations / "stuff_train2017.json").write_text((annotations / "instances_train2017.json").read_text())
+    with pytest.raises(DataError, match=r"instances_train2017\.json, stuff_train2017\.json all fit the train split; "
+                                        r"choose one with data\.coco_train_json"):
+        _data(root)
+    assert len(_data(root, coco_train_json="annotations/stuff_train2017.json")) == 3
