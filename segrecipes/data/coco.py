@@ -24,8 +24,8 @@ import numpy as np
 
 from .errors import DataError
 from .files import IGNORE_INDEX, Listing, SplitLayout, label_table, require_dir
-from .shapes import converted, layered, leaves_image, polygon_pixels, pycocotools_mask, record_listing, shape_notes, \
-    write_mask
+from .shapes import converted, layered, leaves_image, polygon_pixels, pycocotools_mask, record_listing, rle_pixels, \
+    shape_notes, write_mask
 from .splits import split_listing
 
 _VERSION = 1
@@ -176,6 +176,6 @@ def region(annotation: dict[str, Any], height: int, width: int, source: Path) ->
     if list(segmentation["size"]) != [height, width]:
         raise DataError(f"{where}: RLE size {segmentation['size']} is not the image's [height, width] "
                         f"[{height}, {width}]")
-    masks = pycocotools_mask()
-    compressed = not isinstance(segmentation["counts"], list)
-    return masks.decode(segmentation if compressed else masks.frPyObjects(segmentation, height, width)) > 0
+    if isinstance(segmentation["counts"], list):  # uncompressed: run lengths, to pycocotools' compressed form
+        segmentation = pycocotools_mask().frPyObjects(segmentation, height, width)
+    return rle_pixels(segmentation)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,14 @@ def polygon_pixels(polygons: Sequence[Sequence[float]], height: int, width: int,
             raise DataError(f"{where}: a polygon with {len(polygon) / 2:g} points; polygons need at least 3 (x, y) "
                             "points")
     masks = pycocotools_mask()
-    return masks.decode(masks.merge(masks.frPyObjects([list(map(float, p)) for p in polygons], height, width))) > 0
+    return rle_pixels(masks.merge(masks.frPyObjects([list(map(float, p)) for p in polygons], height, width)))
+
+
+def rle_pixels(rle: dict[str, Any]) -> np.ndarray:
+    """The pixels (bool, H x W) of a COCO RLE (compressed: ``counts`` a string or bytes)."""
+    with warnings.catch_warnings():  # pycocotools' decode predates numpy 2's copy keyword: harmless, but loud
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return pycocotools_mask().decode(rle) > 0
 
 
 def leaves_image(polygons: Sequence[Sequence[float]], height: int, width: int) -> bool:
