@@ -20,13 +20,16 @@ from torch.utils.data import Subset
 
 from segrecipes.config import ConfigError, Duration, OptimizerConfig, RunConfig, build_config, merge_dicts, \
     moved_keys, parse_override
+from segrecipes.cache import write_bytes_atomic
 from segrecipes.data.augmented import AugmentedDataset
 from segrecipes.data.check import training_checks
 from segrecipes.data.errors import DataError
-from segrecipes.data.spec import SPLITS, RawDataset, build_raw_dataset, parse_data_spec, train_transform
+from segrecipes.data.spec import SPLITS, RawDataset, build_raw_dataset, parse_data_spec, split_assignment, \
+    train_transform
 from segrecipes.data.normalize import IMAGENET_MEAN, IMAGENET_STD
 from segrecipes.data.sampler import steps_per_epoch
 from segrecipes.data.stats import cached_stats, median_frequency_weights
+from segrecipes.disk import write_failure
 from segrecipes.engine.checkpoint import CheckpointError, checkpoint_candidates, latest_checkpoint
 from segrecipes.engine.clock import Clock
 from segrecipes.engine.distributed import DistInfo, barrier, init_distributed
@@ -42,6 +45,7 @@ from segrecipes.optim import SGDW, LRSchedule, parameter_groups
 
 Split = RawDataset | Subset  # a split, or what is left of it without its bad files
 T = TypeVar("T")
+SPLITS_RECORD = "data-splits.json"  # in the run folder: the images of each split of a one-split export
 __all__ = ["build_network", "build_trainer", "holds_checkpoint", "newest_checkpoint", "resolved_statistics",
            "resume_point", "resumed_config", "run_clock", "timed_constants", "training_data", "validation_data"]
 
@@ -73,6 +77,8 @@ def build_trainer(
     dist = dist or init_distributed(config.train.device, config.train.dist_timeout)
     torch.manual_seed(config.train.seed)  # the model's initial weights do not depend on the rank
     config, (train_raw, val_raw, class_names, ignore_index) = _checked_datasets(config, dist)
+    if run_dir is not None and dist.is_main:
+        _record_split_assignment(config, Path(run_dir))
     model = build_network(config, len(class_names))
     optimizer = build_optimizer(config.optimizer, model)
     train_data = training_data(config, train_raw)
@@ -275,6 +281,18 @@ def _checked_datasets(config: RunConfig, dist: DistInfo) -> tuple[RunConfig, tup
             warnings.warn(f"data.skip_bad: the {split} split without {len(bad[split])} bad file(s) of {data.spec}",
                           stacklevel=3)
     return config, (splits["train"], splits["val"], names, ignore_index)
+
+
+def _record_split_assignment(config: RunConfig, run_dir: Path) -> None:
+    """Which images ``data.val_fraction`` held out, into the run folder beside its config; a failed write
+    only warns (the assignment can be made again from the config)."""
+    assignment = split_assignment(config.data)
+    if assignment is None:
+        return
+    try:
+        write_bytes_atomic(run_dir / SPLITS_RECORD, assignment.read_bytes())
+    except OSError as error:
+        warnings.warn(write_failure("the split assignment", run_dir / SPLITS_RECORD, error), stacklevel=3)
 
 
 def weights_normalized(config: RunConfig) -> RunConfig:

@@ -23,11 +23,12 @@ from segrecipes.data.stats import DatasetStats, cached_stats, median_frequency_w
 data_app = typer.Typer(help="Check a dataset for problems, count what it holds, or download ADE20k / CamVid.",
                        no_args_is_help=True)
 ERROR_EXIT_CODE = 2
+SPEC_HELP = "KIND:PATH as for --data: ade20k, camvid, cityscapes, coco, cvat, folder, labelstudio or voc"
 
 
 @data_app.command("check")
 def check_command(
-    spec: Annotated[str, typer.Argument(help="ade20k:PATH | camvid:PATH | folder:PATH (as for --data)")],
+    spec: Annotated[str, typer.Argument(help=SPEC_HELP)],
     splits: Annotated[str, typer.Option(help="Comma-separated splits to check.")] = "train,val",
     num_classes: Annotated[Optional[int], typer.Option(help="folder: the class count without a classes.txt.")] = None,
     ignore_value: Annotated[int, typer.Option(help="folder: the raw mask value that is not evaluated.")] = 255,
@@ -56,7 +57,7 @@ def check_command(
 
 @data_app.command("stats")
 def stats_command(
-    spec: Annotated[str, typer.Argument(help="ade20k:PATH | camvid:PATH | folder:PATH (as for --data)")],
+    spec: Annotated[str, typer.Argument(help=SPEC_HELP)],
     split: Annotated[str, typer.Option(help="The split to count.")] = "train",
     out: Annotated[Optional[Path], typer.Option(help="JSON file, or a folder for data-stats-SPLIT.json "
                                                      "(default: in the dataset's folder).")] = None,

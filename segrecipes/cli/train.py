@@ -26,7 +26,8 @@ def _overrides(data: str | None, duration: str | None, loss: str | None, sets: l
 def train_command(
     recipe: Annotated[Optional[str], typer.Option(help="Preset to start from (see `segrecipes recipes`).")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config file.")] = None,
-    data: Annotated[Optional[str], typer.Option(help="ade20k:PATH | camvid:PATH | folder:PATH | synthetic")] = None,
+    data: Annotated[Optional[str], typer.Option(
+        help="KIND:PATH (ade20k, camvid, cityscapes, coco, cvat, folder, labelstudio, voc) or synthetic")] = None,
     duration: Annotated[Optional[str], typer.Option(help="128ep, 1000ba, 39min, 2h ...")] = None,
     methods: Annotated[Optional[str], typer.Option(help="Comma-separated methods to enable: ema,channels_last,mixup,sam")]
         = None,

@@ -1,4 +1,5 @@
-"""Datasets (ADE20k, CamVid, a user's folder, synthetic), the reference augmentation and resumable sampling."""
+"""Datasets (ADE20k, CamVid, Cityscapes, Pascal VOC, a user's folder, COCO / CVAT / Label Studio exports, synthetic),
+the reference augmentation and resumable sampling."""
 
 from __future__ import annotations
 

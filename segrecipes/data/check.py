@@ -43,7 +43,7 @@ from .files import (
     bad_label_message,
     bad_label_values,
     decode,
-    pair_files,
+    find_pairs,
     read_image,
     read_mask_values,
 )
@@ -191,7 +191,7 @@ def _check(
         layout = split_layout(cfg, split)
         if layout is None:  # synthetic data has no files
             return report
-        found, problems = pair_files(layout.image_dir, layout.mask_dir)
+        found, problems = find_pairs(layout)
         report.pairs[split] = len(found)
         pairs = [_Pair(split, index, image, mask) for index, (image, mask) in enumerate(found)]
         cache = cache_dir / "data-checks" / f"{_fingerprint(layout, pairs, level)}.json" if cache_dir else None
@@ -207,7 +207,7 @@ def _check(
 
 
 def _issue(problem: Problem, split: str) -> Issue:
-    return Issue(problem.path, problem.kind, problem.message, split=split)
+    return Issue(problem.path, problem.kind, problem.message, "note" if problem.note else "error", split=split)
 
 
 def _check_pairs(
@@ -223,7 +223,7 @@ def _check_pairs(
 def _label_convention_issues(layout: SplitLayout, split: str, values: set[int]) -> list[Issue]:
     """The label conventions a split's stored values betray: binary 0/255 masks read with 255 as
     ignore, and ``reduce_zero_label`` needed or wrongly set. Each says the setting that fixes it."""
-    if not values or layout.palette is not None:
+    if not values or layout.palette is not None or layout.listing is not None:  # exports state their own labels
         return []
     folder = str(layout.mask_dir)
     table, classes = layout.table, layout.num_classes
@@ -246,7 +246,7 @@ def _label_convention_issues(layout: SplitLayout, split: str, values: set[int]) 
 
 def files_fingerprint(layout: SplitLayout, purpose: str) -> str:
     """The key of another cache of what a split's files hold (``purpose`` keeps it apart from the checks')."""
-    found, _ = pair_files(layout.image_dir, layout.mask_dir)
+    found, _ = find_pairs(layout)
     return _fingerprint(layout, [_Pair("", index, image, mask) for index, (image, mask) in enumerate(found)], purpose)
 
 

@@ -46,7 +46,7 @@ class SplitLayout:
 
     With a ``palette`` masks are RGB colours, class k drawn in colour k. ``channels``: image channels.
     ``stats``: per-channel normalization applied where images are read (None: uint8 RGB, normalized
-    with ImageNet's statistics on the device)."""
+    with ImageNet's statistics on the device). ``listing``: the pairs, for exports that list them."""
 
     image_dir: Path
     mask_dir: Path
@@ -55,6 +55,7 @@ class SplitLayout:
     palette: Palette | None = None
     channels: int = 3
     stats: ChannelStats | None = None
+    listing: Listing | None = None
 
     @property
     def num_classes(self) -> int:
@@ -62,14 +63,27 @@ class SplitLayout:
 
 
 @dataclass(frozen=True)
+class Listing:
+    """The pairs of a split that an export lists (a split file, an annotation JSON) rather than
+    :func:`pair_files` finding them by stem, with the problems met while listing them. ``assignment``:
+    the file recording which images ``data.val_fraction`` put in which split, for a one-split export."""
+
+    pairs: tuple[tuple[Path, Path], ...]
+    problems: tuple[Problem, ...] = ()
+    assignment: Path | None = None
+
+
+@dataclass(frozen=True)
 class Problem:
     """A file or folder that is not as a dataset needs it. ``blocks_loading``: the dataset cannot be
-    built (an image without its mask, two files of one stem); the others only matter to a check."""
+    built (an image without its mask, two files of one stem); the others only matter to a check.
+    ``note``: a remark for the check (what a conversion found), not an error."""
 
     path: str
     kind: str
     message: str
     blocks_loading: bool = True
+    note: bool = False
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
@@ -96,6 +110,13 @@ def pair_files(image_dir: Path, mask_dir: Path) -> tuple[list[tuple[Path, Path]]
         problems.append(Problem(str(masks[stem]), "missing-image", f"no image named {stem}.* in {image_dir}",
                                 blocks_loading=False))
     return [(images[stem], masks[stem]) for stem in sorted(images.keys() & masks.keys())], problems
+
+
+def find_pairs(layout: SplitLayout) -> tuple[list[tuple[Path, Path]], list[Problem]]:
+    """The (image, mask) pairs of ``layout`` and the problems met: its listing, else paired by stem."""
+    if layout.listing is None:
+        return pair_files(layout.image_dir, layout.mask_dir)
+    return list(layout.listing.pairs), list(layout.listing.problems)
 
 
 def _files_by_stem(folder: Path, suffixes: Sequence[str], problems: list[Problem]) -> dict[str, Path]:
@@ -184,7 +205,7 @@ def bad_label_values(raw: torch.Tensor, layout: SplitLayout) -> list[int]:
 def bad_label_message(values: list[int], layout: SplitLayout) -> str:
     if layout.palette is not None:
         colours = ", ".join(str(colour_of(value)) for value in values)
-        return f"colours {colours} are not in data.palette (add them, or repaint those pixels)"
+        return f"colours {colours} are not in {layout.palette.source} (add them, or repaint those pixels)"
     return (f"mask values {values} are neither classes 0..{layout.num_classes - 1} nor ignored "
             "(check data.num_classes, data.ignore_value, data.reduce_zero_label and data.label_map)")
 
@@ -200,7 +221,7 @@ class SegmentationFiles(Dataset):
         self.layout = layout
         self.image_dir = layout.image_dir
         self.class_names = list(layout.class_names)
-        self.pairs, problems = pair_files(layout.image_dir, layout.mask_dir)
+        self.pairs, problems = find_pairs(layout)
         blocking = [problem for problem in problems if problem.blocks_loading]
         if blocking:
             more = f" ({len(blocking) - 1} more such problems)" if len(blocking) > 1 else ""

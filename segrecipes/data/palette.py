@@ -19,16 +19,18 @@ from .errors import DataError
 
 @dataclass(frozen=True, eq=False)
 class Palette:
-    """``colours`` (K, 3) uint8, row k the colour of class k; ``names`` from the file, when it has them."""
+    """``colours`` (K, 3) uint8, row k the colour of class k; ``names`` from the file, when it has them;
+    ``source``: where the colours come from, as messages name it."""
 
     colours: torch.Tensor
     names: tuple[str, ...] | None = None
+    source: str = "data.palette"
     _sorted: tuple[torch.Tensor, torch.Tensor] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         codes = colour_codes(self.colours.t().unsqueeze(-1)).flatten()
         if codes.unique().numel() != codes.numel():
-            raise DataError("data.palette: a colour is listed twice")
+            raise DataError(f"{self.source}: a colour is listed twice")
         order = codes.argsort()
         object.__setattr__(self, "_sorted", (codes[order], order.to(torch.int16)))
 

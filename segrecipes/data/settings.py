@@ -31,6 +31,15 @@ class DataSettings(Section):
     reduce_zero_label: bool = False
     label_map: dict[int, int | Literal["ignore"]] | None = None  # stored mask value -> class or ignore, e.g. {255: 1}
     palette: str | None = None  # colour masks: a palette file (R G B name per line, or CSV) or an indexed PNG
+    # exports with a single split (CVAT's default, one COCO JSON): the fraction held out for validation, picked by a
+    # seeded hash of each image's name (stable across runs; see segrecipes.data.splits)
+    val_fraction: float = Field(0.0, ge=0, lt=1)
+    split_seed: int = 0
+    # coco:PATH only: the JSON of each split (relative to PATH; default annotations/{instances,stuff}_*<split>*.json)
+    coco_train_json: str | None = None
+    coco_val_json: str | None = None
+    # coco:PATH and labelstudio:PATH: the pixels no annotation covers are the class "background", or ignored (255)
+    unannotated: Literal["background", "ignore"] = "background"
     # any dataset
     in_channels: int = Field(3, ge=1)  # image channels (.npy/.tif images may have more than 3)
     mean: list[float] | Literal["auto"] | None = None  # per channel, in stored units; None: ImageNet's, for 8-bit RGB

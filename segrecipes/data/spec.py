@@ -1,4 +1,5 @@
-"""From ``data.spec`` (``ade20k:PATH``, ``camvid:PATH``, ``folder:PATH`` or ``synthetic``) to datasets."""
+"""From ``data.spec`` (``ade20k:PATH``, ``camvid:PATH``, ``folder:PATH``, a labelling tool's export such as
+``coco:PATH``, or ``synthetic``) to datasets."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import difflib
 from pathlib import Path
 
 from .settings import DataSettings
-from . import ade20k, camvid, folder
+from . import ade20k, camvid, cityscapes, coco, cvat, folder, labelstudio, voc
 from .errors import DataError
 from .files import SegmentationFiles, SplitLayout
 from .normalize import ChannelStats
@@ -15,9 +16,10 @@ from .synthetic import SyntheticShapes
 from .transforms import TrainTransform
 from .user_transform import UserTransform
 
-__all__ = ["KINDS", "SPLITS", "RawDataset", "build_raw_dataset", "parse_data_spec", "split_layout", "train_transform"]
+__all__ = ["KINDS", "SPLITS", "RawDataset", "build_raw_dataset", "parse_data_spec", "split_assignment", "split_layout",
+           "train_transform"]
 
-KINDS = ("ade20k", "camvid", "folder", "synthetic")
+KINDS = ("ade20k", "camvid", "cityscapes", "coco", "cvat", "folder", "labelstudio", "synthetic", "voc")
 RawDataset = SegmentationFiles | SyntheticShapes
 SPLITS = ("train", "val")
 
@@ -32,7 +34,8 @@ def parse_data_spec(text: str) -> tuple[str, Path | None]:
         elif close := difflib.get_close_matches(kind, KINDS, n=1):
             hint = f"did you mean {close[0]!r}?"
         else:
-            hint = "use ade20k:PATH, camvid:PATH, folder:PATH or synthetic"
+            kinds = ", ".join(kind for kind in KINDS if kind != "synthetic")
+            hint = f"use KIND:PATH with a kind of {kinds}, or synthetic"
         raise DataError(f"data spec {text!r}: unknown kind {kind!r} ({hint})")
     if kind == "synthetic":
         if path:
@@ -52,10 +55,27 @@ def split_layout(cfg: DataSettings, split: str) -> SplitLayout | None:
         layout = ade20k.split_layout(path, split)
     elif kind == "camvid":
         layout = camvid.split_layout(path, split)
+    elif kind == "cityscapes":
+        layout = cityscapes.split_layout(path, split)
+    elif kind == "voc":
+        layout = voc.split_layout(path, split, cfg.val_fraction, cfg.split_seed)
+    elif kind == "cvat":
+        layout = cvat.split_layout(path, split, cfg.val_fraction, cfg.split_seed)
+    elif kind == "labelstudio":
+        layout = labelstudio.split_layout(path, split, cfg.unannotated, cfg.val_fraction, cfg.split_seed)
+    elif kind == "coco":
+        given = {"train": cfg.coco_train_json, "val": cfg.coco_val_json}
+        layout = coco.split_layout(path, split, given, cfg.unannotated, cfg.val_fraction, cfg.split_seed)
     else:
         return folder.split_layout(path, split, cfg.num_classes, cfg.ignore_value, cfg.reduce_zero_label,
                                    cfg.label_map, cfg.palette, cfg.in_channels, channel_stats(cfg))
     return dataclasses.replace(layout, channels=cfg.in_channels, stats=channel_stats(cfg))
+
+
+def split_assignment(cfg: DataSettings) -> Path | None:
+    """The record of which images ``data.val_fraction`` held out (None unless a one-split export was split)."""
+    layout = split_layout(cfg, "train")
+    return layout.listing.assignment if layout is not None and layout.listing is not None else None
 
 
 def channel_stats(cfg: DataSettings) -> ChannelStats | None:

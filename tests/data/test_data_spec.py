@@ -41,7 +41,8 @@ def test_parse_valid_specs(text: str, expected: tuple[str, Path | None]) -> None
     [
         ("camvd:/data", r"data spec 'camvd:/data': unknown kind 'camvd' \(did you mean 'camvid'\?\)"),
         ("/data/camvid", r"unknown kind '/data/camvid' \(put the kind before the path, e.g. folder:/data/camvid\)"),
-        ("imagenet:/x", r"\(use ade20k:PATH, camvid:PATH, folder:PATH or synthetic\)"),
+        ("imagenet:/x", r"\(use KIND:PATH with a kind of ade20k, camvid, cityscapes, coco, cvat, folder, labelstudio, "
+                        r"voc, or synthetic\)"),
         ("camvid", r"data spec 'camvid': missing path \(use camvid:PATH\)"),
         ("folder: ", r"missing path \(use folder:PATH\)"),
         ("synthetic:/tmp", r"'synthetic' takes no path"),
