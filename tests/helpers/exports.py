@@ -73,7 +73,7 @@ def _write_list(base: Path, split: str, items: list[str]) -> None:
 
 # COCO: categories declared out of id order, so class indices follow the file, not the ids
 COCO_CATEGORIES = [{"id": 7, "name": "person"}, {"id": 3, "name": "car"}, {"id": 12, "name": "sky"}]
-# with data.coco_unannotated=background: 0 background, 1 person, 2 car, 3 sky
+# with data.unannotated=background: 0 background, 1 person, 2 car, 3 sky
 COCO_FIRST = np.array([  # sky polygon rows 0-3; car RLE rows 2-4 x cols 2-4 on top (smaller); person crowd RLE
     [3, 3, 3, 3, 3, 3, 3, 3],
     [3, 3, 3, 3, 3, 3, 3, 3],
