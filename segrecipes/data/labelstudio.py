@@ -11,6 +11,13 @@ it (the only ``*.json``) with the images in ``images/`` or beside it. The rules,
   results use, sorted; with ``data.unannotated: background`` class 0 is ``background`` first;
 * an image is the file name of the task's ``data.image`` (an upload's ``1a2b3c4d-`` prefix dropped
   when only the original name is there); the export is one split (see ``data.val_fraction``).
+
+The "Brush labels to PNG" export is read when its files (``task-T-annotation-A-by-USER-TAG-LABEL-I.png``,
+the brush layer's alpha as a grayscale image) lie anywhere below the JSON's folder. Those names hold no
+image, so the JSON (the full export or JSON-MIN) then serves only as the task list, task id -> image,
+and its results are not read. Of each task the PNGs of its lowest annotation id are read; a pixel is
+labelled where the PNG is at least 128; the label is the name's ``LABEL`` part: the longest name of
+``classes.txt`` it ends with, else all after the tag name's first ``-``.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ _VERSION = 1
 READ_TYPES = ("brushlabels", "polygonlabels")
 _UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
 _OPAQUE = 128
+PNG_EXPORT = re.compile(r"^task-(\d+)-annotation-(\d+)-by-[A-Za-z0-9@.]*-(.+)-\d+\.png$")
 
 
 def split_layout(
@@ -44,8 +52,13 @@ def split_layout(
     fixed = tuple(read_class_names(folder, None)) if (folder / CLASSES_FILE).is_file() else None
     image_dir = folder / "images" if (folder / "images").is_dir() else folder
     settings = f"labelstudio v{_VERSION} {unannotated} {fixed}"
-    mask_dir, record = converted(source, settings, lambda masks: _convert(read_tasks(source), source, image_dir,
-                                                                          masks, unannotated, fixed))
+    pngs = sorted(path for path in folder.rglob("task-*.png") if PNG_EXPORT.match(path.name))
+    if pngs:
+        mask_dir, record = converted(source, settings, lambda masks: _convert_pngs(
+            read_tasks(source, images_only=True), pngs, source, image_dir, masks, unannotated, fixed), pngs)
+    else:
+        mask_dir, record = converted(source, settings, lambda masks: _convert(
+            read_tasks(source), source, image_dir, masks, unannotated, fixed))
     listing = record_listing(record, source, image_dir, mask_dir, _image_names)
     class_names = tuple(record["class_names"])
     table = label_table(len(class_names), ignore_values=(IGNORE_INDEX,))
@@ -65,16 +78,24 @@ def export_file(path: Path) -> Path:
     return found[0]
 
 
-def read_tasks(path: Path) -> list[dict[str, Any]]:
-    """The task list of an export; anything else (a COCO JSON, a single task) is refused."""
+def read_tasks(path: Path, images_only: bool = False) -> list[dict[str, Any]]:
+    """The task list of an export; anything else (a COCO JSON, a single task) is refused. With
+    ``images_only`` a JSON-MIN export (``image`` beside ``id``, no ``data``) is taken too."""
     try:
         tasks = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DataError(f"{path}: not a Label Studio JSON export ({error})") from None
     if not isinstance(tasks, list) or not all(isinstance(task, dict) and isinstance(task.get("data"), dict)
+                                              or images_only and isinstance(task, dict) and "image" in task
                                               for task in tasks):
-        raise DataError(f"{path}: not a Label Studio JSON export (expected a list of tasks, each with 'data')")
+        raise DataError(f"{path}: not a Label Studio JSON export (expected a list of tasks, each with 'data'"
+                        f"{' or, as JSON-MIN writes it, with image' if images_only else ''})")
     return tasks
+
+
+def _task_image(task: dict[str, Any]) -> str:
+    """The file name of a task's image (``data.image``, or JSON-MIN's ``image``)."""
+    return Path(str(task["data"].get("image", "") if "data" in task else task["image"])).name
 
 
 def _image_names(name: str) -> tuple[str, ...]:
@@ -86,32 +107,95 @@ def _convert(
     tasks: list[dict[str, Any]], source: Path, image_dir: Path, mask_dir: Path, unannotated: str,
     fixed: tuple[str, ...] | None,
 ) -> Record:
-    """Write every task's mask; the record of what was written and the notes for ``data check``."""
+    """Write every task's mask from its results; the record of what was written and the notes."""
     shapes = [_shapes(task, source) for task in tasks]
     names = fixed or tuple(sorted({label for results in shapes for _, label in results}))
-    first = 1 if unannotated == "background" else 0
-    index = {name: position for position, name in enumerate(names, first)}
-    items, outside, overlapping, bare = [], [], 0, 0
+    painted, outside = [], []
     for position, (task, results) in enumerate(zip(tasks, shapes)):
-        task_id, file_name = task.get("id", position), Path(str(task["data"].get("image", ""))).name
-        size = _size(results, image_dir, file_name, f"{source}: task {task_id}")
-        if size is None:  # an image neither annotated nor found: listed as missing
-            items.append((file_name, f"{task_id}.png"))
-            continue
+        task_id, file_name = task.get("id", position), _task_image(task)
+        where = f"{source}: task {task_id}"
+        sizes = {(int(result["original_height"]), int(result["original_width"])) for result, _ in results
+                 if "original_height" in result and "original_width" in result}
+        if len(sizes) > 1 or results and not sizes:
+            raise DataError(f"{where}: {'differing' if sizes else 'no'} original_width/original_height in its "
+                            "results (the image size is needed to paint them)")
+        size = sizes.pop() if sizes else _image_size(image_dir, file_name)
         regions = []
         for result, label in results:
-            where = f"{source}: task {task_id}, result {result.get('id')!r}"
-            if label not in index:
-                raise DataError(f"{where}: label {label!r} is not in {source.parent / CLASSES_FILE}")
-            regions.append((_pixels(result, *size, where), index[label]))
+            regions.append((_pixels(result, *size, f"{where}, result {result.get('id')!r}"), label,
+                            f"{where}, result {result.get('id')!r}"))
             points = result["value"].get("points")
             if points and leaves_image([_pixel_points(points, *size)], *size):
                 outside.append(result.get("id"))
-        mask, overlap = layered(regions, *size, 0 if first else IGNORE_INDEX)
-        write_mask(mask_dir / f"{task_id}.png", mask)
+        painted.append((task_id, file_name, size, regions))
+    return _paint(painted, names, mask_dir, unannotated, outside, source.parent / CLASSES_FILE)
+
+
+def _convert_pngs(
+    tasks: list[dict[str, Any]], pngs: list[Path], source: Path, image_dir: Path, mask_dir: Path,
+    unannotated: str, fixed: tuple[str, ...] | None,
+) -> Record:
+    """Write every task's mask from the PNGs of its lowest annotation id; the JSON names the images."""
+    images = {str(task.get("id", position)): _task_image(task) for position, task in enumerate(tasks)}
+    layers: dict[str, dict[int, list[tuple[Path, str]]]] = {}
+    for path in pngs:
+        task_id, annotation, middle = PNG_EXPORT.match(path.name).groups()  # type: ignore[union-attr]
+        if task_id not in images:
+            raise DataError(f"{path}: task {task_id} is not in {source} (export the JSON of the same project)")
+        layers.setdefault(task_id, {}).setdefault(int(annotation), []).append((path, _png_label(middle, fixed)))
+    chosen = {task_id: annotations[min(annotations)] for task_id, annotations in layers.items()}
+    names = fixed or tuple(sorted({label for files in chosen.values() for _, label in files}))
+    painted = []
+    for task_id, file_name in images.items():
+        regions = [(_png_pixels(path), label, str(path)) for path, label in chosen.get(task_id, [])]
+        sizes = {pixels.shape for pixels, _, _ in regions}
+        if len(sizes) > 1:
+            raise DataError(f"{source}: task {task_id}: its PNGs differ in size ({', '.join(map(str, sizes))})")
+        size = sizes.pop() if sizes else _image_size(image_dir, file_name)
+        painted.append((task_id, file_name, size, regions))
+    record = _paint(painted, names, mask_dir, unannotated, [], source.parent / CLASSES_FILE)
+    read = sum(len(files) for files in chosen.values())
+    record["notes"].append(("brush-png", f"the masks are {read} PNGs of the \"Brush labels to PNG\" export "
+                            f"({len(pngs) - read} of later annotations not read); the JSON gives only the images"))
+    return record
+
+
+def _png_label(middle: str, fixed: tuple[str, ...] | None) -> str:
+    """The label of a PNG's ``TAG-LABEL``: the longest name of ``classes.txt`` it ends with, else all
+    after the first ``-`` (Label Studio joins the tag name and the label with one)."""
+    known = [name for name in fixed or () if middle.endswith(f"-{name}")]
+    return max(known, key=len) if known else middle.partition("-")[2]
+
+
+def _png_pixels(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("L")) >= _OPAQUE
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path}: not a readable PNG ({error})") from None
+
+
+def _paint(
+    painted: list[tuple[Any, str, tuple[int, int] | None, list[tuple[np.ndarray, str, str]]]],
+    names: tuple[str, ...], mask_dir: Path, unannotated: str, outside: list[Any], classes_file: Path,
+) -> Record:
+    """Write the masks of (task id, image, size or None when the image is missing, [(pixels, label,
+    where)]); the record of what was written and the notes for ``data check``."""
+    first = 1 if unannotated == "background" else 0
+    index = {name: position for position, name in enumerate(names, first)}
+    items, overlapping, bare = [], 0, 0
+    for task_id, file_name, size, regions in painted:
         items.append((file_name, f"{task_id}.png"))
+        if size is None:  # an image neither annotated nor found: listed as missing
+            continue
+        for _, label, where in regions:
+            if label not in index:
+                raise DataError(f"{where}: label {label!r} is not in {classes_file}")
+        mask, overlap = layered([(pixels, index[label]) for pixels, label, _ in regions], *size,
+                                0 if first else IGNORE_INDEX)
+        write_mask(mask_dir / f"{task_id}.png", mask)
         overlapping += overlap
-        bare += not results
+        bare += not regions
     return {"class_names": (("background",) if first else ()) + names, "items": items,
             "notes": shape_notes(overlapping, outside, bare, unannotated)}
 
@@ -140,16 +224,8 @@ def _pixels(result: dict[str, Any], height: int, width: int, where: str) -> np.n
     return polygon_pixels([_pixel_points(value.get("points", []), height, width)], height, width, where)
 
 
-def _size(results: list[tuple[dict[str, Any], str]], image_dir: Path, file_name: str, where: str,
-          ) -> tuple[int, int] | None:
-    """(height, width): the results' ``original_height``/``original_width``, or the image's without results."""
-    sizes = {(int(result["original_height"]), int(result["original_width"])) for result, _ in results
-             if "original_height" in result and "original_width" in result}
-    if len(sizes) == 1:
-        return sizes.pop()
-    if results:
-        raise DataError(f"{where}: {'differing' if sizes else 'no'} original_width/original_height in its results "
-                        "(the image size is needed to paint them)")
+def _image_size(image_dir: Path, file_name: str) -> tuple[int, int] | None:
+    """(height, width) of an image with nothing painted on it, or None when it is missing."""
     image = next((image_dir / name for name in _image_names(file_name) if (image_dir / name).is_file()), None)
     if image is None:
         return None

@@ -96,10 +96,12 @@ def shape_notes(overlapping: int, outside: Sequence[Any], bare: int, unannotated
     return notes
 
 
-def converted(source: Path, settings: str, convert: Callable[[Path], Record]) -> tuple[Path, Record]:
+def converted(
+    source: Path, settings: str, convert: Callable[[Path], Record], also: Sequence[Path] = (),
+) -> tuple[Path, Record]:
     """(mask folder, record): ``convert(mask_folder)`` writes the masks and returns the record, once per
-    fingerprint of ``source`` and ``settings``; later calls read the record."""
-    key = fingerprint(f"{settings} {source.resolve()}".encode(), [source])
+    fingerprint of ``source``, the files ``also`` read and ``settings``; later calls read the record."""
+    key = fingerprint(f"{settings} {source.resolve()}".encode(), [source, *also])
     mask_dir = cache_folder() / "converted" / key
     try:
         return mask_dir, json.loads((mask_dir / _RECORD).read_text())

@@ -9,7 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers.exports import LS_FIRST, LS_OVERLAP, LS_THIRD, brush_rle, ls_result, ls_tasks, write_labelstudio
+from helpers.exports import (
+    LS_FIRST,
+    LS_OVERLAP,
+    LS_PNG_MASK,
+    LS_THIRD,
+    brush_rle,
+    ls_result,
+    ls_tasks,
+    write_labelstudio,
+    write_labelstudio_pngs,
+)
 from segrecipes.cli.main import main
 from segrecipes.data.check import check_dataset
 from segrecipes.data.errors import DataError
@@ -107,3 +117,45 @@ def test_the_export_file_can_be_named_and_a_folder_must_hold_one(tmp_path: Path)
     (root / "second.json").write_text(json.dumps([]))
     with pytest.raises(DataError, match=r"expected one Label Studio JSON export here \(found: project-1"):
         _data(root)
+
+
+def test_brush_png_export_with_a_json_min_task_list(tmp_path: Path) -> None:
+    root = write_labelstudio_pngs(tmp_path)
+    train = _data(root)
+    assert train.class_names == ["background", "road", "traffic-sign"]  # annotation 12's car is not read
+    assert [Path(train.image_path(index)).name for index in range(2)] == ["street.jpg", "empty.jpg"]
+    np.testing.assert_array_equal(train[0][1].numpy(), LS_PNG_MASK)
+    assert (train[1][1].numpy() == 0).all()
+    report = check_dataset(DataSettings(spec=f"labelstudio:{root}", val_fraction=0.5), ["train", "val"])
+    notes = {issue.kind: issue.message for issue in report.notes}
+    assert report.ok and notes["overlap"].startswith("4 pixels are covered by more than one annotation")
+    assert notes["brush-png"].startswith('the masks are 3 PNGs of the "Brush labels to PNG" export (1 of later')
+
+
+def test_brush_png_labels_follow_classes_txt_even_with_a_dash_in_the_tag(tmp_path: Path) -> None:
+    root = write_labelstudio_pngs(tmp_path)
+    for path in (root / "masks").glob("*.png"):
+        path.rename(path.with_name(path.name.replace("-tag-", "-brush-tag-")))
+    (root / "classes.txt").write_text("traffic-sign\nroad\n")
+    train = _data(root, unannotated="ignore")
+    assert train.class_names == ["traffic-sign", "road"]
+    np.testing.assert_array_equal(train[0][1].numpy(), np.array([255, 1, 0], dtype=np.uint8)[LS_PNG_MASK])
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda root: (root / "masks" / "task-1-annotation-11-by-ann@lab.org-tag-road-0.png").rename(
+        root / "masks" / "task-9-annotation-91-by-ann@lab.org-tag-road-0.png"),
+     r"task-9-annotation-91-by-ann@lab\.org-tag-road-0\.png: task 9 is not in .*-min\.json \(export the JSON of"),
+    (lambda root: (root / "classes.txt").write_text("road\n"),
+     r"tag-traffic-sign-0\.png: label 'traffic-sign' is not in .*classes\.txt"),
+    (lambda root: (root / "masks" / "task-1-annotation-11-by-ann@lab.org-tag-road-1.png").write_bytes(b"no png"),
+     r"tag-road-1\.png: not a readable PNG"),
+    (lambda root: (root / "project-1-at-2026-12-07-min.json").write_text('[{"id": 1}]'),
+     r"-min\.json: not a Label Studio JSON export \(expected a list of tasks, each with 'data' or, as JSON-MIN"),
+])
+def test_bad_brush_png_export_is_one_line_naming_the_file(tmp_path: Path, change, message: str) -> None:
+    root = write_labelstudio_pngs(tmp_path)
+    change(root)
+    with pytest.raises(DataError, match=message) as error:
+        _data(root)
+    assert "\n" not in str(error.value)

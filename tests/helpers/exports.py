@@ -213,3 +213,33 @@ def write_labelstudio(root: Path, tasks: list[dict] | None = None, size: int = 8
         write_image(root / "images" / name, size, size)
     (root / "project-1-at-2026-12-07.json").write_text(json.dumps(ls_tasks() if tasks is None else tasks))
     return root
+
+
+def write_labelstudio_pngs(root: Path, email: str = "ann@lab.org") -> Path:
+    """The "Brush labels to PNG" export unzipped into ``masks/`` as Label Studio's converter names and
+    writes it (the brush layer's alpha, grayscale, one file per tag-label-index), with the JSON-MIN
+    export beside it for the images: task 1 has a road brush and a faint stroke in annotation 11 and a
+    car brush in a later annotation 12 (not read); task 2 has no PNG."""
+    for name in ("street.jpg", "empty.jpg"):
+        write_image(root / "images" / name, 8, 8)
+    layers = {"annotation-11-by-{}-tag-road-0": LS_PNG_ROAD * 255, "annotation-11-by-{}-tag-road-1": LS_PNG_ROAD * 100,
+              "annotation-11-by-{}-tag-traffic-sign-0": LS_PNG_SIGN * 255,
+              "annotation-12-by-{}-tag-car-0": np.ones((8, 8), dtype=np.uint8) * 255}
+    for name, alpha in layers.items():
+        path = root / "masks" / f"task-1-{name.format(email)}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(alpha.astype(np.uint8)).save(path)
+    minimal = [{"image": "/data/upload/1/0a1b2c3d-street.jpg", "id": 1, "tag": [], "annotator": 1,
+                "annotation_id": 11},
+               {"image": "/data/local-files/?d=photos/empty.jpg", "id": 2}]
+    (root / "project-1-at-2026-12-07-min.json").write_text(json.dumps(minimal))
+    return root
+
+
+LS_PNG_ROAD = np.zeros((8, 8), dtype=np.uint8)
+LS_PNG_ROAD[5:] = 1
+LS_PNG_SIGN = np.zeros((8, 8), dtype=np.uint8)
+LS_PNG_SIGN[4:7, 6:] = 1  # overlaps the road on rows 5-6, columns 6-7: smaller, so on top
+LS_PNG_MASK = np.zeros((8, 8), dtype=np.uint8)  # background 0, road 1, traffic-sign 2 (names sorted)
+LS_PNG_MASK[5:] = 1
+LS_PNG_MASK[4:7, 6:] = 2
