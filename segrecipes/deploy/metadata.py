@@ -24,6 +24,8 @@ CLASS_NAMES_KEY = "segrecipes.class_names"
 IGNORE_INDEX_KEY = "segrecipes.ignore_index"
 MEAN_KEY = "segrecipes.normalization.mean"
 STD_KEY = "segrecipes.normalization.std"
+EXPORT_CHECK_KEY = "segrecipes.export_check"  # the mIoU check's numbers, JSON (export --check-data)
+QUANTIZATION_KEY = "segrecipes.quantization"  # how an INT8 export was calibrated, JSON
 REQUIRED_KEYS = (CONFIG_KEY, CLASS_NAMES_KEY, IGNORE_INDEX_KEY)
 INPUT_DESCRIPTION = (
     "float32 RGB images (batch, 3, height, width), any height and width, normalized as "
