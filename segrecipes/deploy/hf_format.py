@@ -19,7 +19,7 @@ from segrecipes.deploy.trained_model import TrainedModel
 
 from .errors import DeployError
 from .extras import require
-from .metadata import CONFIG_KEY, EXPORT_CHECK_KEY, MEAN_KEY, STD_KEY, model_metadata, read_metadata
+from .metadata import CONFIG_KEY, EXPORT_CHECK_KEY, INPUT_KEY, MEAN_KEY, STD_KEY, model_metadata, read_metadata
 from .safetensors_format import (
     add_safetensors_metadata, load_exported_safetensors, read_safetensors_metadata, write_safetensors,
 )
@@ -74,6 +74,7 @@ def _describe(folder: Path, metadata: dict[str, str]) -> None:
         "label2id": {name: index for index, name in enumerate(info.class_names)},
         "ignore_index": info.ignore_index,
         "in_channels": config.data.in_channels,
+        "input": metadata[INPUT_KEY],
         "normalization": {"mean": json.loads(metadata[MEAN_KEY]), "std": json.loads(metadata[STD_KEY])},
         "segrecipes_config": json.loads(metadata[CONFIG_KEY]),
         **{key.removeprefix("segrecipes."): json.loads(metadata[key])
@@ -111,18 +112,16 @@ def _card(hub: dict[str, Any], license_name: str) -> bytes:
                     f"{check['exported_miou']:.2f} (PyTorch {check['reference_miou']:.2f}) |")
     lines = [
         f"# {card_data.model_name}", "",
-        "A semantic-segmentation model trained with [segrecipes](https://github.com/) "
-        "(`pip install \"segrecipes[hf]\"`).", "",
+        "A semantic-segmentation model trained with segrecipes (`pip install \"segrecipes[hf]\"`).", "",
         "## Model", "",
         f"- architecture: `{config['model']['name']}`, backbone `{config['model']['backbone']}`, "
         f"output stride {config['model']['output_stride']}",
-        f"- input: {config['data']['in_channels']} channels, normalized as (pixel / 255 - mean) / std with "
-        f"mean {hub['normalization']['mean']} and std {hub['normalization']['std']}",
+        f"- input: {hub['input']}; mean {hub['normalization']['mean']}, std {hub['normalization']['std']}",
         f"- classes ({hub['num_classes']}): {', '.join(hub['id2label'].values())}; ignore index "
         f"{hub['ignore_index']}", "",
         "## Training", "",
         f"- data: `{config['data']['spec']}` ({dataset})",
-        f"- recipe: {config.get('recipe', {}).get('name', 'see config.json')}; the full config is "
+        f"- recipe: {(config.get('recipe') or {}).get('name') or 'none (a config of its own)'}; the full config is "
         "`segrecipes_config` in `config.json`",
         f"- license: {license_name}", "",
         "## Evaluation", "",
