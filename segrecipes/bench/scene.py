@@ -16,7 +16,7 @@ def write_scene(path: Path, size: int, bands: int = 3) -> None:
     EPSG:32633 at 0.5 m, tiled and deflate-compressed."""
     rasterio = importlib.import_module("rasterio")
     profile = {"driver": "GTiff", "width": size, "height": size, "count": bands, "dtype": "uint8",
-               "crs": "EPSG:32633", "transform": rasterio.transform.from_origin(500000, 4600000, 0.5, 0.5),
+               "crs": "EPSG:32633", "transform": rasterio.transform.Affine(0.5, 0, 500000, 0, -0.5, 4600000),
                "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate", "BIGTIFF": "IF_SAFER"}
     columns = np.arange(size)
     with rasterio.open(path, "w", **profile) as scene:

@@ -14,7 +14,7 @@ from segrecipes.deploy.export import MAX_ABS_TOLERANCE, default_export_path, exp
 from segrecipes.deploy.export_check import DEFAULT_MAX_DROP, DEFAULT_MAX_DROP_INT8, check_export
 from segrecipes.deploy.loading import load_model
 from segrecipes.deploy.onnx_format import ONNX_OPSET
-from segrecipes.deploy.quantize import calibration_inputs
+from segrecipes.deploy.quantize import calibration_inputs, check_calibration_method
 from segrecipes.deploy.trained_model import scoring_data
 
 _COMPILED_SUFFIXES = (".onnx", ".torchscript", ".xml")
@@ -29,6 +29,7 @@ def export_command(
                                                          "calibrated on the run's data.")] = None,
     calibration_split: Annotated[str, typer.Option(help="train | val: the split INT8 is calibrated on.")] = "train",
     calibration_images: Annotated[int, typer.Option(help="How many images INT8 is calibrated on.")] = 32,
+    calibration_method: Annotated[str, typer.Option(help="percentile | minmax: INT8 activation ranges.")] = "percentile",
     calibration_data: Annotated[Optional[str], typer.Option(help="Dataset spec to calibrate on (default: the "
                                                                  "run's own).")] = None,
     check_data: Annotated[Optional[str], typer.Option(help="Dataset spec: score the export and PyTorch in mIoU "
@@ -45,6 +46,7 @@ def export_command(
     if checkpoint.suffix.lower() in _COMPILED_SUFFIXES:
         raise DeployError(f"{checkpoint}: export needs PyTorch weights (a run folder, checkpoint or .safetensors file)")
     export_format(format_name, quantize)
+    check_calibration_method(calibration_method)
     if check_images < 1:
         raise DeployError(f"--check-images {check_images}: give at least 1 image")
     if license_name is not None and format_name != "hf":
@@ -58,10 +60,12 @@ def export_command(
             update={"data": trained.config.data.model_copy(update={"spec": calibration_data or trained.config.data.spec})})
         calibration = calibration_inputs(calibration_config, calibration_split, calibration_images)
     report = export_model(trained, format_name, path, quantize=quantize, calibration=calibration,
-                          calibration_split=calibration_split, license_name=license_name, strict=False)
+                          calibration_split=calibration_split, calibration_method=calibration_method,
+                          license_name=license_name, strict=False)
     console = Console()
     detail = f" (opset {ONNX_OPSET})" if format_name == "onnx" else ""
-    detail += f", INT8 calibrated on {len(calibration)} {calibration_split} images" if quantize else ""
+    detail += (f", INT8 calibrated on {len(calibration)} {calibration_split} images ({calibration_method})"
+               if quantize else "")
     console.print(f"wrote {report.path}{detail}")
     for (batch, height, width), difference in report.max_abs_diff.items():
         console.print(f"  max abs difference vs PyTorch on {batch}x3x{height}x{width}: {difference:.2e}")

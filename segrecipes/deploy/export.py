@@ -109,12 +109,12 @@ def compare(reference: torch.nn.Module, candidate: torch.nn.Module, shape: Shape
 def export_model(
     trained: TrainedModel, format_name: str, path: Path, shapes: Sequence[Shape] | None = None, *,
     quantize: str | None = None, calibration: Sequence[torch.Tensor] = (), calibration_split: str = "train",
-    license_name: str | None = None, strict: bool = True,
+    calibration_method: str = "percentile", license_name: str | None = None, strict: bool = True,
 ) -> ExportReport:
     """Write ``trained`` (moved to CPU, eval mode) to ``path`` and check it on ``shapes`` (default: two
     shapes from the run's eval size); a difference above the report's tolerance raises
     :class:`ExportCheckFailed` (``strict``) or is left to the caller (``report.passed``). ``quantize="int8"`` (ONNX) calibrates on the normalized ``calibration``
-    inputs (images of ``calibration_split``); ``license_name`` is the licence of an ``hf`` folder's card."""
+    inputs (images of ``calibration_split``, ranges by ``calibration_method``); ``license_name`` is the licence of an ``hf`` folder's card."""
     spec = export_format(format_name, quantize)
     if path.suffix.lower() != spec.suffix and spec.suffix:
         raise DeployError(f"{path}: a {format_name} export must end in {spec.suffix} (predict recognises models by suffix)")
@@ -123,7 +123,7 @@ def export_model(
     path.parent.mkdir(parents=True, exist_ok=True)
     model = trained.model.cpu().eval()
     if quantize:
-        write_int8_onnx(trained, path, calibration, calibration_split)
+        write_int8_onnx(trained, path, calibration, calibration_split, calibration_method)
     elif format_name == "hf" and license_name is not None:
         write_hf_folder(trained, path, license_name)
     else:

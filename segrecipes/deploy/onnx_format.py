@@ -67,8 +67,10 @@ class OnnxRuntimeModel(nn.Module):
         runtime = require("onnxruntime", "onnx", "ONNX support")
         wanted = ["CUDAExecutionProvider"] if device.type == "cuda" else []
         providers = [p for p in wanted if p in runtime.get_available_providers()] + ["CPUExecutionProvider"]
+        options = runtime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()  # as many as PyTorch: speeds compare like for like
         try:
-            self.session = runtime.InferenceSession(str(path), providers=providers)
+            self.session = runtime.InferenceSession(str(path), options, providers=providers)
         except Exception as error:  # onnxruntime raises its own exception types for bad files
             raise DeployError(f"{path}: not a readable ONNX model ({type(error).__name__})") from None
         self.input_name = self.session.get_inputs()[0].name

@@ -15,7 +15,8 @@ import pytest
 import torch
 from torchvision.io import decode_image, write_png
 
-from segrecipes.cli.main import main
+from helpers.cli import run_cli
+
 from segrecipes.deploy import export_model, load_model
 from segrecipes.deploy.hf_format import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE
 from segrecipes.deploy.metadata import QUANTIZATION_KEY
@@ -26,12 +27,6 @@ from segrecipes.deploy.trained_model import TrainedModel
 openvino = pytest.importorskip("openvino", reason="the openvino extra is not installed")
 huggingface_hub = pytest.importorskip("huggingface_hub", reason="the hf extra is not installed")
 
-
-def _cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(arg) for arg in args])
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +51,7 @@ def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _predicted(capsys: pytest.CaptureFixture[str], checkpoint: str | Path, images: Path, out: Path) -> torch.Tensor:
-    code, _, err = _cli(capsys, "predict", images, "--checkpoint", checkpoint, "--out", out, "--device", "cpu",
+    code, _, err = run_cli(capsys, "predict", images, "--checkpoint", checkpoint, "--out", out, "--device", "cpu",
                         "--no-overlay")
     assert code == 0, err
     return decode_image(str(out / "scene.png"))
@@ -126,21 +121,25 @@ def _hub_cache(root: Path, repo: str, folder: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_hf_uri_loads_from_the_hub_cache_offline(runtimes, tiny_run, image_folder, tmp_path, capsys) -> None:
+def test_hf_uri_loads_from_the_hub_cache_offline(runtimes, tiny_run, image_folder, tmp_path, capsys,
+                                                 monkeypatch) -> None:
     cache = _hub_cache(tmp_path / "hub", "owner/tiny", runtimes["hf"])
+    # a fresh process, so that huggingface_hub reads HF_HUB_OFFLINE and HF_HUB_CACHE from the environment
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "segrecipes.cli.main", "predict", str(image_folder), "--device", "cpu",
-               "--no-overlay", "--out"]
-    done = subprocess.run([*command, str(tmp_path / "hub_out"), "--checkpoint", "hf://owner/tiny"], env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "segrecipes.cli.main", "predict", str(image_folder), "--device",
+                           "cpu", "--no-overlay", "--out", str(tmp_path / "hub_out"), "--checkpoint",
+                           "hf://owner/tiny"], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     expected = _predicted(capsys, tiny_run, image_folder, tmp_path / "pt")
     assert torch.equal(decode_image(str(tmp_path / "hub_out" / "scene.png")), expected)
-    missing = subprocess.run([*command, str(tmp_path / "none"), "--checkpoint", "hf://owner/absent"], env=env,
-                             capture_output=True, text=True)
-    assert missing.returncode == 2
-    assert missing.stderr == ("error: hf://owner/absent: not in the Hugging Face cache, and downloads are off "
-                              "(HF_HUB_OFFLINE) or the Hub is unreachable\n")
+    # a repository the cache lacks, offline: one line, nothing written (in this process: the constants set)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    code, _, err = run_cli(capsys, "predict", image_folder, "--checkpoint", "hf://owner/absent", "--out",
+                           tmp_path / "none")
+    assert code == 2
+    assert err == ("error: hf://owner/absent: not in the Hugging Face cache, and downloads are off "
+                   "(HF_HUB_OFFLINE) or the Hub is unreachable\n")
     assert not (tmp_path / "none").exists()
 
 
@@ -153,7 +152,7 @@ def test_hf_uri_loads_from_the_hub_cache_offline(runtimes, tiny_run, image_folde
     (["--format", "onnx", "--license", "mit"], "--license is the model card's field: it needs --format hf"),
 ])
 def test_bad_export_options_are_one_line_exit_2(tiny_run, capsys, args, message) -> None:
-    code, _, err = _cli(capsys, "export", "--checkpoint", tiny_run, *args)
+    code, _, err = run_cli(capsys, "export", "--checkpoint", tiny_run, *args)
     assert code == 2 and err.startswith(f"error: {message}") and err.count("\n") == 1
 
 
@@ -165,7 +164,7 @@ def test_bad_export_options_are_one_line_exit_2(tiny_run, capsys, args, message)
 def test_a_missing_extra_names_its_pip_install_before_writing(tiny_run, tmp_path, capsys, monkeypatch, package,
                                                               extra, fmt, out) -> None:
     monkeypatch.setitem(sys.modules, package, None)  # what an absent package looks like to import
-    code, _, err = _cli(capsys, "export", "--checkpoint", tiny_run, "--out", tmp_path / out, "--format", fmt)
+    code, _, err = run_cli(capsys, "export", "--checkpoint", tiny_run, "--out", tmp_path / out, "--format", fmt)
     assert code == 2
     assert err.endswith(f'needs the {package!r} package: pip install "segrecipes[{extra}]"\n') and err.count("\n") == 1
     assert not (tmp_path / out).exists()
