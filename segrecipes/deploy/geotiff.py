@@ -28,6 +28,8 @@ GEOTIFF_SUFFIXES = (".tif", ".tiff")
 NODATA_LABEL = 255
 PROBABILITIES_SUFFIX = "_probs"
 _BLOCK = 256  # output tiles (GDAL blocks) of 256 x 256, deflate-compressed
+# GDAL's block cache while predicting (its default is 5% of RAM): holds the output block rows being written
+_GDAL_CACHE_MB = 256
 
 
 def _rasterio() -> Any:
@@ -84,6 +86,7 @@ def predict_geotiff(
     valid: dict[int, torch.Tensor] = {}  # first row -> the rows' data mask, for the band being predicted
 
     with ExitStack() as stack:
+        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=_GDAL_CACHE_MB))
         source = stack.enter_context(rasterio.open(path))
 
         def read_rows(top: int, count: int) -> torch.Tensor:
@@ -101,16 +104,16 @@ def predict_geotiff(
         try:
             trained.model.eval()
             with torch.inference_mode():
-                for top, probs in tiled_rows(trained.model, read_rows, source.height, source.width, options,
-                                             tile=tiling.size, overlap=tiling.overlap,
-                                             num_classes=trained.num_classes, amp_dtype=amp_dtype):
-                    mask = _rows_mask(valid, top, probs.shape[1])
-                    window = rasterio.windows.Window(0, top, source.width, probs.shape[1])
-                    labels = probs.argmax(dim=0).cpu().to(torch.uint8).masked_fill_(~mask, NODATA_LABEL)
+                for top, scores in tiled_rows(trained.model, read_rows, source.height, source.width, options,
+                                              tile=tiling.size, overlap=tiling.overlap,
+                                              num_classes=trained.num_classes, amp_dtype=amp_dtype):
+                    mask = _rows_mask(valid, top, scores.shape[1])
+                    window = rasterio.windows.Window(0, top, source.width, scores.shape[1])
+                    labels = scores.argmax(dim=0).cpu().to(torch.uint8).masked_fill_(~mask, NODATA_LABEL)
                     labels_out.write(labels.numpy()[None], window=window)
                     if probs_out is not None:
-                        probs_out.write(probs.cpu().masked_fill(~mask, float("nan")).numpy().astype(np.float32),
-                                        window=window)
+                        probs = scores.softmax(dim=0).cpu().masked_fill_(~mask, float("nan"))
+                        probs_out.write(probs.numpy().astype(np.float32, copy=False), window=window)
         except BaseException:
             stack.close()
             for staged_path in staged.values():

@@ -114,7 +114,7 @@ def _tiled_labels(trained: TrainedModel, images: torch.Tensor, options: Inferenc
         bands = tiled_rows(trained.model, memory_rows(images), height, width, options,
                            tile=tiling.size, overlap=tiling.overlap, num_classes=trained.num_classes,
                            amp_dtype=amp_dtype)
-        return torch.cat([probs.argmax(dim=0).cpu() for _, probs in bands])
+        return torch.cat([scores.argmax(dim=0).cpu() for _, scores in bands])
 
 
 def predict_files(

@@ -9,8 +9,8 @@ never zero at its border), summed, and divided by the summed weights. So seams g
 tile covers the whole image the result is whole-image inference.
 
 Tiles are visited one row of tiles at a time and finished rows of the output are handed on as soon as no later
-tile reaches them: memory holds the input and the weighted sums of one band of tile rows (its height times the
-image width), never the whole image's logits, whatever the image height.
+tile reaches them: memory holds the input and the weighted sums of one band of tile rows (one tile high, the
+image wide), never the whole image's logits, whatever the image height.
 """
 
 from __future__ import annotations
@@ -58,7 +58,9 @@ def tiled_rows(
     model: nn.Module, read_rows: RowReader, height: int, width: int, options: InferenceOptions, *,
     tile: int, overlap: float, num_classes: int | None = None, amp_dtype: torch.dtype | None = None,
 ) -> Iterator[tuple[int, torch.Tensor]]:
-    """``(first row, probabilities (C, rows, width))`` of consecutive bands that cover the image top to bottom.
+    """``(first row, scores (C, rows, width))`` of consecutive bands that cover the image top to bottom: the
+    window-weighted mean of the tiles' log-probabilities, whose softmax is the probabilities and whose argmax
+    the classes (a caller that wants only classes needs no softmax over a band).
 
     ``read_rows(top, count)`` gives the normalized input rows ``top:top + count`` (all columns) as
     (1, C, count, width) on the device to run on; it is called once per row of tiles.
@@ -86,7 +88,7 @@ def tiled_rows(
             weights[rows_here, left:left + tile_w] += window
             del probs
         done = (row_starts[index + 1] if index + 1 < len(row_starts) else height) - band_top
-        yield band_top, (sums[:, :done] / weights[:done]).softmax(dim=0)
+        yield band_top, sums[:, :done].div_(weights[:done])  # in place: these rows are handed on, then dropped
         sums, weights, band_top = sums[:, done:], weights[done:], band_top + done
 
 
@@ -105,4 +107,4 @@ def tiled_probs(
     height, width = images.shape[-2:]
     bands = tiled_rows(model, memory_rows(images), height, width, options, tile=tile,
                        overlap=overlap, num_classes=num_classes, amp_dtype=amp_dtype)
-    return torch.cat([probs for _, probs in bands], dim=1)[None]
+    return torch.cat([scores.softmax(dim=0) for _, scores in bands], dim=1)[None]
