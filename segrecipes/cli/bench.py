@@ -27,6 +27,7 @@ from segrecipes.bench.study.plan import parse_budget_lists, study_plan
 from segrecipes.bench.study.report import score_study, write_study
 from segrecipes.bench.study.runs import StudyRun, finished_runs, run_study
 from segrecipes.bench.threads import torch_threads
+from segrecipes.cli.bench_tiled import tiled_command
 from segrecipes.cli.study_table import print_study, shown
 from segrecipes.bench.throughput import device_name, measure_throughput
 from segrecipes.config import ConfigError, load_config
@@ -34,6 +35,7 @@ from segrecipes.run import training_data
 
 bench_app = typer.Typer(help="Measure speed: training throughput, data loading, time to a target mIoU.",
                         no_args_is_help=True)
+bench_app.command("tiled")(tiled_command)
 
 SetOption = Annotated[Optional[list[str]], typer.Option("--set", help="section.key=value override (repeatable).")]
 RecipeOption = Annotated[Optional[str], typer.Option(help="Preset to start from (see `segrecipes recipes`).")]

@@ -11,14 +11,12 @@ import typer
 from rich.console import Console
 
 from segrecipes.cli import inference_flags as flags
-from segrecipes.data.errors import DataError
-from segrecipes.deploy.trained_model import load_trained_model
+from segrecipes.deploy.trained_model import load_trained_model, scoring_data
 from segrecipes.engine.distributed import init_distributed
 from segrecipes.engine.precision import amp_dtype_for
 from segrecipes.evaluation.confusion import write_confusion
 from segrecipes.evaluation.evaluate import evaluate
 from segrecipes.evaluation.metrics import format_table
-from segrecipes.run import validation_data
 
 
 def eval_command(
@@ -42,13 +40,7 @@ def eval_command(
                              crop_size=crop_size, stride=stride, eval_size=eval_size, batch_size=batch_size)
     dist = init_distributed(device)
     trained = load_trained_model(checkpoint, dist.device)
-    cfg = flags.apply(trained.config, update, "eval options")
-    if data:
-        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"spec": data})})
-    val = validation_data(cfg)
-    if val.num_classes != trained.num_classes:
-        raise DataError(f"{cfg.data.spec}: has {val.num_classes} classes but the checkpoint "
-                        f"{trained.source} was trained for {trained.num_classes}")
+    cfg, val = scoring_data(trained, flags.apply(trained.config, update, "eval options"), data)
     options = cfg.eval
     metrics = evaluate(trained.model, val, options, class_names=val.class_names, ignore_index=val.ignore_index,
                        device=dist.device, amp_dtype=amp_dtype_for(cfg.train.precision, dist.device),

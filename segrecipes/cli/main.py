@@ -20,6 +20,7 @@ from segrecipes.cli.report import report_command
 from segrecipes.cli.train import train_command
 from segrecipes.cli.weights import weights_app
 from segrecipes.data.healing import LoaderFailed
+from segrecipes.deploy.errors import ExportCheckFailed
 from segrecipes.engine.checkpoint import CheckpointWriteError
 from segrecipes.engine.distributed import CollectiveError
 from segrecipes.engine.interrupt import RunInterrupted, TrainingDiverged
@@ -47,6 +48,9 @@ app.add_typer(weights_app, name="weights")
 def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=True)
+    except ExportCheckFailed as failed:  # a DeployError, but no bad input: the export was written and failed its check
+        print(f"error: {one_line(failed)}", file=sys.stderr)
+        sys.exit(1)
     except USER_ERRORS as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
         sys.exit(2)

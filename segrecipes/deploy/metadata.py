@@ -24,6 +24,9 @@ CLASS_NAMES_KEY = "segrecipes.class_names"
 IGNORE_INDEX_KEY = "segrecipes.ignore_index"
 MEAN_KEY = "segrecipes.normalization.mean"
 STD_KEY = "segrecipes.normalization.std"
+INPUT_KEY = "segrecipes.input"  # what the model takes, in words
+EXPORT_CHECK_KEY = "segrecipes.export_check"  # the mIoU check's numbers, JSON (export --check-data)
+QUANTIZATION_KEY = "segrecipes.quantization"  # how an INT8 export was calibrated, JSON
 REQUIRED_KEYS = (CONFIG_KEY, CLASS_NAMES_KEY, IGNORE_INDEX_KEY)
 INPUT_DESCRIPTION = (
     "float32 RGB images (batch, 3, height, width), any height and width, normalized as "
@@ -56,7 +59,7 @@ def model_metadata(trained: TrainedModel) -> dict[str, str]:
         CONFIG_KEY: json.dumps(trained.config.to_dict()),
         CLASS_NAMES_KEY: json.dumps(trained.class_names),
         IGNORE_INDEX_KEY: str(trained.ignore_index),
-        "segrecipes.input": STORED_UNITS_DESCRIPTION.format(channels=data.in_channels) if own else INPUT_DESCRIPTION,
+        INPUT_KEY: STORED_UNITS_DESCRIPTION.format(channels=data.in_channels) if own else INPUT_DESCRIPTION,
         MEAN_KEY: json.dumps(data.mean if own else list(IMAGENET_MEAN)),
         STD_KEY: json.dumps(data.std if own else list(IMAGENET_STD)),
     }

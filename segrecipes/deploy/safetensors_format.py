@@ -20,14 +20,26 @@ def write_safetensors(trained: TrainedModel, path: Path) -> None:
     save_file(weights, str(path), metadata=model_metadata(trained))
 
 
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            return {name: handle.get_tensor(name) for name in handle.keys()}, handle.metadata() or {}
+    except (OSError, SafetensorError) as error:
+        raise DeployError(f"{path}: not a readable safetensors file ({type(error).__name__})") from None
+
+
+def read_safetensors_metadata(path: Path) -> dict[str, str]:
+    return _read(path)[1]
+
+
+def add_safetensors_metadata(path: Path, extra: dict[str, str]) -> None:
+    weights, metadata = _read(path)
+    save_file(weights, str(path), metadata={**metadata, **extra})
+
+
 def load_exported_safetensors(path: Path | str, device: torch.device | str = "cpu") -> TrainedModel:
     """Rebuild the network described by the file's metadata and load its weights (strictly)."""
     path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            metadata = handle.metadata() or {}
-            weights = {name: handle.get_tensor(name) for name in handle.keys()}
-    except (OSError, SafetensorError) as error:
-        raise DeployError(f"{path}: not a readable safetensors file ({type(error).__name__})") from None
+    weights, metadata = _read(path)
     info = read_metadata(metadata, path)
     return rebuild_trained_model(info.config, info.class_names, info.ignore_index, weights, path, device)

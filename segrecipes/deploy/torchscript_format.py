@@ -24,8 +24,7 @@ def write_torchscript(trained: TrainedModel, path: Path) -> None:
         torch.jit.save(traced, str(path), _extra_files={METADATA_FILE: json.dumps(model_metadata(trained))})
 
 
-def load_torchscript_model(path: Path, device: torch.device) -> TrainedModel:
-    """A ``.torchscript`` file written by :func:`write_torchscript`."""
+def _read(path: Path, device: torch.device) -> tuple[torch.jit.ScriptModule, dict[str, str]]:
     files = {METADATA_FILE: ""}
     try:
         with quiet_tracing():
@@ -33,7 +32,18 @@ def load_torchscript_model(path: Path, device: torch.device) -> TrainedModel:
     except RuntimeError as error:
         raise DeployError(f"{path}: not a readable TorchScript file ({str(error).splitlines()[0][:120]})") from None
     try:
-        metadata = json.loads(files[METADATA_FILE] or "{}")
+        return module, json.loads(files[METADATA_FILE] or "{}")
     except ValueError:
         raise DeployError(f"{path}: unreadable segrecipes metadata in {METADATA_FILE}") from None
+
+
+def add_torchscript_metadata(path: Path, extra: dict[str, str]) -> None:
+    module, metadata = _read(path, torch.device("cpu"))
+    with quiet_tracing():
+        torch.jit.save(module, str(path), _extra_files={METADATA_FILE: json.dumps({**metadata, **extra})})
+
+
+def load_torchscript_model(path: Path, device: torch.device) -> TrainedModel:
+    """A ``.torchscript`` file written by :func:`write_torchscript`."""
+    module, metadata = _read(path, device)
     return read_metadata(metadata, path).with_model(module.eval(), path)

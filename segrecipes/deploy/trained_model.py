@@ -9,8 +9,10 @@ import torch
 from torch import nn
 
 from segrecipes.config import RunConfig, build_config
+from segrecipes.data.errors import DataError
+from segrecipes.data.spec import RawDataset
 from segrecipes.engine.checkpoint import CheckpointError, resolve_checkpoint
-from segrecipes.run import build_network
+from segrecipes.run import build_network, validation_data
 
 
 @dataclass
@@ -52,3 +54,15 @@ def load_trained_model(path: Path | str, device: torch.device | str = "cpu") -> 
     weights = state.get("eval_model") or state["model"]
     return rebuild_trained_model(build_config(state["config"], str(source)), list(data["class_names"]),
                                  int(data["ignore_index"]), weights, source, device)
+
+
+def scoring_data(trained: TrainedModel, config: RunConfig, spec: str | None = None) -> tuple[RunConfig, RawDataset]:
+    """``config`` with ``data.spec`` set to ``spec`` (when given) and its validation split, refused when its
+    classes are not the model's."""
+    if spec:
+        config = config.model_copy(update={"data": config.data.model_copy(update={"spec": spec})})
+    val = validation_data(config)
+    if val.num_classes != trained.num_classes:
+        raise DataError(f"{config.data.spec}: has {val.num_classes} classes but the checkpoint "
+                        f"{trained.source} was trained for {trained.num_classes}")
+    return config, val

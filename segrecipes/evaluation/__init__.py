@@ -1,4 +1,4 @@
-"""Field-standard evaluation: dataset-level metrics, sliding-window inference, TTA, protocols."""
+"""Field-standard evaluation: dataset-level metrics, sliding-window and tiled inference, TTA, protocols."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from segrecipes.evaluation.evaluate import EvaluationError, evaluate, standard_s
 from segrecipes.evaluation.inference import infer_logits, predict_probs
 from segrecipes.evaluation.metrics import ConfusionMatrix, MetricInputError, SegMetrics, format_table
 from segrecipes.evaluation.options import DEFAULT_SCALES, InferenceConfigError, InferenceOptions
+from segrecipes.evaluation.tiles import tiled_probs, tiled_rows
 
 __all__ = [
     "DEFAULT_SCALES",
@@ -20,4 +21,6 @@ __all__ = [
     "infer_logits",
     "predict_probs",
     "standard_size",
+    "tiled_probs",
+    "tiled_rows",
 ]

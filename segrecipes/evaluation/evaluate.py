@@ -48,6 +48,15 @@ def standard_size(height: int, width: int, short_side: int, max_long_side: int) 
     return int(height * scale + 0.5), int(width * scale + 0.5)
 
 
+def protocol_input(image: torch.Tensor, options: InferenceOptions) -> torch.Tensor:
+    """The normalized (1, C, h, w) input that the protocol's plain view (no TTA) feeds the model for one raw
+    (C, H, W) image: what calibrating a quantized model on the protocol's inputs needs."""
+    if options.protocol == "reference":
+        return normalize(TF.resize(image, [options.size, options.size], antialias=True)[None])
+    size = standard_size(*image.shape[-2:], options.size, options.max_long_side)
+    return torch.nn.functional.interpolate(normalize(image[None]), size=size, mode="bilinear", align_corners=False)
+
+
 def _keep_as_list(samples: list[Sample]) -> list[Sample]:
     """Collate that does not stack: images of different sizes travel as a list."""
     return samples
