@@ -16,7 +16,7 @@ from segrecipes.engine.remote import is_url, open_mirror
 from segrecipes.run import build_trainer, holds_checkpoint, resume_point, resumed_config
 
 
-def _overrides(data: str | None, duration: str | None, loss: str | None, sets: list[str]) -> list[str]:
+def run_overrides(data: str | None, duration: str | None, loss: str | None, sets: list[str]) -> list[str]:
     shortcuts = [f"data.spec={data}"] if data else []
     shortcuts += [f"train.duration={duration}"] if duration else []
     shortcuts += [f"loss.name={loss}"] if loss else []
@@ -40,7 +40,7 @@ def train_command(
 ) -> None:
     """Train a segmentation model; prints the final validation mIoU."""
     console = Console()
-    overrides = _overrides(data, duration, loss, list(set_ or []))
+    overrides = run_overrides(data, duration, loss, list(set_ or []))
     automatic = resume == "auto"  # the same command line starts a run or continues it (torchrun restarts)
     if automatic and run_dir is None:
         raise ConfigError("--resume auto needs --run-dir (the folder to resume if it holds a checkpoint)")
