@@ -19,6 +19,7 @@ from segrecipes.cli.predict import predict_command
 from segrecipes.cli.recipes import recipes_app
 from segrecipes.cli.report import report_command
 from segrecipes.cli.train import train_command
+from segrecipes.cli.tune import tune_command
 from segrecipes.cli.weights import weights_app
 from segrecipes.data.healing import LoaderFailed
 from segrecipes.engine.checkpoint import CheckpointWriteError
@@ -40,6 +41,7 @@ app.command("predict")(predict_command)
 app.command("export")(export_command)
 app.command("report")(report_command)
 app.command("lr-find")(lr_find_command)
+app.command("tune")(tune_command)
 app.add_typer(recipes_app, name="recipes")
 app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
