@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers.tiny import tiny_args
+from helpers.tiny import tiny_args, tiny_config
 
+from segrecipes.bench.study.runs import _first_difference
 from segrecipes.cli.main import main
 from segrecipes.config import load_config
+from segrecipes.run import build_trainer
 from segrecipes.tune.space import Dimension, default_space, search_space
 
 optuna = pytest.importorskip("optuna", reason="the tune extra (in dev) is not installed")
@@ -88,9 +90,9 @@ def test_tune_prunes_continues_and_its_best_config_trains(tmp_path: Path) -> Non
     pruned = next(row for row in first if row["state"] == "pruned")
     assert int(pruned["last_step"]) < 6  # stopped before its budget was spent
 
-    assert cli("tune", *TRIAL, *LR_ONLY, "--trials", "5", "--seed", "0", "--out", str(out)) == 0
+    assert cli("tune", *TRIAL, *LR_ONLY, "--trials", "4", "--seed", "0", "--out", str(out)) == 0
     second = trials_table(out)
-    assert len(second) == 5 and second[:3] == first  # two more, the first three as they were
+    assert len(second) == 4 and second[:3] == first  # one more, the first three as they were
     for name in ("history.png", "curves.png"):
         assert (out / name).stat().st_size > 0
 
@@ -148,3 +150,16 @@ def test_a_killed_trial_is_marked_failed_and_retried_with_its_values(tmp_path: P
     retry = rows[max(rows)]
     assert float(retry["optimizer.lr"]) == pytest.approx(0.0123) and retry["state"] in ("complete", "pruned")
     assert retry["run_dir"].endswith(f"trial-{killed.number}")  # it continues the killed trial's folder
+
+
+def test_every_evaluation_reaches_the_hook_a_pruner_listens_on() -> None:
+    seen: list[tuple[int, float]] = []
+    trainer = build_trainer(tiny_config("train.duration=4ba", "train.eval_interval=2ba"), None,
+                            on_evaluation=lambda step, metrics: seen.append((step, metrics.miou)))
+    summary = trainer.fit()
+    assert seen == [(row["step"], row["miou"]) for row in summary["history"]] and [step for step, _ in seen] == [2, 4]
+
+
+def test_a_study_planned_with_lr_auto_accepts_its_runs_found_rate() -> None:
+    assert _first_difference({"optimizer": {"lr": "auto"}}, {"optimizer": {"lr": 0.134}}) is None
+    assert _first_difference({"optimizer": {"lr": 0.08}}, {"optimizer": {"lr": 0.134}}) is not None
