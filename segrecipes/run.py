@@ -130,7 +130,10 @@ def lr_range_test(config: RunConfig, dist: DistInfo | None = None, test: RangeTe
     written): this rank's curve and rank 0's suggested rate (:mod:`segrecipes.optim.lr_find`)."""
     base = config.optimizer.model_copy(update={"lr": 1.0})  # the test sets every step's rate itself
     trainer = build_trainer(config.model_copy(update={"optimizer": base}), None, dist=dist)
-    return range_test(trainer, test, progress)
+    try:
+        return range_test(trainer, test, progress)
+    finally:
+        trainer.close()
 
 
 def holds_checkpoint(run_dir: Path | str, mirror: RemoteMirror | None = None) -> bool:

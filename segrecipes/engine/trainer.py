@@ -299,6 +299,11 @@ class Trainer:
         """Continue from :meth:`state_dict`, e.g. a checkpoint read by ``engine.checkpoint.load_checkpoint``."""
         self.checkpointer.restore(self, state)
 
+    def close(self) -> None:
+        """Stop the training DataLoader's persistent workers (a trainer dropped before its process ends:
+        a search's trial, a range test's)."""
+        self.loader.close()
+
     def save_checkpoint(self, final: bool = False) -> None:
         """Write a training checkpoint (rank 0, with a run folder); every rank calls it at the same step.
         A failed write (a full disk) is retried at the next one, unless ``final``: then the run stops."""

@@ -141,12 +141,14 @@ def _objective(trial: optuna.Trial, settings: TuneSettings, out_dir: Path) -> fl
         if not trainer.clock.finished and trial.should_prune():  # the last evaluation completes the trial
             raise optuna.TrialPruned(f"step {step}: {metric} {metrics.value(metric):.2f}")
 
+    trainer = build_trainer(config, trial_dir(out_dir, trial), resume="auto", on_evaluation=report)
     try:
-        trainer = build_trainer(config, trial_dir(out_dir, trial), resume="auto", on_evaluation=report)
         summary = trainer.fit()
     except TrainingDiverged as diverged:  # a rate too high for the run: as bad as it gets, and no failure
         trial.set_user_attr("diverged", str(diverged))
         raise optuna.TrialPruned("diverged") from None
+    finally:
+        trainer.close()
     if summary["best_value"] is None:
         raise optuna.TrialPruned(f"{metric} was never defined")
     return float(summary["best_value"])
