@@ -72,6 +72,10 @@ def train_command(
                       f"{cfg.model.name} {cfg.model.backbone}; data {cfg.data.spec})")
         nodes, per_node = node_layout(trainer.dist.world_size)
         probed = cfg.train.device_microbatch_size == "auto" and trainer.device.type == "cuda"
+        if cfg.optimizer.lr == "auto":
+            found = (trainer.config or {})["optimizer"]["lr"]
+            console.print(f"optimizer.lr auto: {found:g}" + (" (the resumed run's)" if state is not None else
+                                                              f" (the range test's suggestion, {folder}/lr_find.json)"))
         console.print(f"world size {trainer.dist.world_size} ({nodes} node{'s' if nodes > 1 else ''} x {per_node}), "
                       f"{trainer.batch_per_rank} images per rank, microbatch "
                       f"{'auto (found before the first step)' if probed else trainer.microbatch}")

@@ -71,17 +71,21 @@ def tune_command(
     metric = base.train.best_metric
     done = finished_trials(study)
     console.print(f"study {study.study_name!r} in {url}: {done} finished trial{'s' if done != 1 else ''}, "
-                  f"{max(0, trials - done)} to go; searching {', '.join(str(d) for d in settings.space)}")
+                  f"{max(0, trials - done)} to go; searching {', '.join(str(d) for d in settings.space)}",
+                  soft_wrap=True)
 
     def report(trial: optuna.trial.FrozenTrial) -> None:
-        score = f"{metric} {trial.value:.2f}" if trial.value is not None else trial.state.name.lower()
-        console.print(f"trial {trial.number} {trial.state.name.lower()}: {score}  {trial.params}")
+        state, last = trial.state.name.lower(), max(trial.intermediate_values, default=None)
+        score = f"{metric} {trial.value:.2f}" if trial.value is not None else "no score"
+        values = "  ".join(f"{key}={value:.3g}" for key, value in trial.params.items())
+        console.print(f"trial {trial.number} {state}{f' at step {last}' if state == 'pruned' else ''}: {score}  "
+                      f"{values}", soft_wrap=True)
         write_tune_report(study, settings, out, metric)
 
     run_trials(study, settings, out, trials, on_trial=report)
     paths = write_tune_report(study, settings, out, metric)
     _print_trials(console, study, settings, metric)
-    console.print(f"wrote {', '.join(str(path) for path in paths.values())}")
+    console.print(f"wrote {', '.join(str(path) for path in paths.values())}", soft_wrap=True)
 
 
 def _print_trials(console: Console, study: optuna.Study, settings: TuneSettings, metric: str) -> None:
@@ -89,7 +93,9 @@ def _print_trials(console: Console, study: optuna.Study, settings: TuneSettings,
 
     rows = trial_rows(study, settings, Path("."))
     keys = [dimension.key for dimension in settings.space]
-    table = Table("trial", "state", metric, *keys, "last step", title="trials")
+    table = Table("trial", "state", metric, title="trials")
+    for key in [*keys, "last step"]:
+        table.add_column(key, overflow="fold")
     for row in rows:
         table.add_row(str(row["trial"]), row["state"] + (" (diverged)" if row["diverged"] else ""),
                       shown(row["value"]), *(f"{row[key]:.4g}" if row[key] is not None else "-" for key in keys),
@@ -97,4 +103,5 @@ def _print_trials(console: Console, study: optuna.Study, settings: TuneSettings,
     console.print(table)
     best = best_trial(study)
     if best is not None:
-        console.print(f"best: trial {best.number}, {metric} {best.value:.2f}, {best.params}")
+        values = "  ".join(f"{key}={value:.3g}" for key, value in best.params.items())
+        console.print(f"best: trial {best.number}, {metric} {best.value:.2f}  {values}", soft_wrap=True)

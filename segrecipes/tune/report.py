@@ -18,6 +18,7 @@ from segrecipes.tune.study import TuneSettings, trial_dir
 
 BEST_CONFIG = "best.yaml"
 TRIALS_TABLE = "trials.csv"
+IMPORTANCE_TRIALS = 3  # complete trials before the parameters' importance means anything
 PLOTS = {"history.png": "plot_optimization_history", "importance.png": "plot_param_importances",
          "curves.png": "plot_intermediate_values"}
 
@@ -56,7 +57,7 @@ def best_config(settings: TuneSettings, trial: FrozenTrial) -> dict[str, Any]:
 
 def write_tune_report(study: optuna.Study, settings: TuneSettings, out_dir: Path, metric: str) -> dict[str, Path]:
     """``trials.csv``, ``best.yaml`` (once a trial completed) and the plots Optuna can draw so far
-    (the importance needs two complete trials); returns what was written, by name."""
+    (the importance from :data:`IMPORTANCE_TRIALS` complete trials on); returns what was written, by name."""
     rows = trial_rows(study, settings, out_dir)
     written = {"trials": out_dir / TRIALS_TABLE}
     if rows:
@@ -78,12 +79,15 @@ def _plots(study: optuna.Study, out_dir: Path) -> dict[str, Path]:
     from optuna.visualization import matplotlib as plots
 
     written = {}
+    complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     for name, function in PLOTS.items():
+        if name == "importance.png" and complete < IMPORTANCE_TRIALS:
+            continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "experimental" and "too few trials" warnings
             try:
                 axes = getattr(plots, function)(study)
-            except (ValueError, RuntimeError):  # e.g. the importance of fewer than two complete trials
+            except (ValueError, RuntimeError):  # a plot Optuna cannot draw from these trials yet
                 continue
         figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
         figure.set_size_inches(8, 5)

@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 import yaml
 from torch import nn
 
 from helpers.tiny import tiny_args, tiny_config
 
+import segrecipes.run
 from segrecipes import SGDW, Trainer, TrainSettings
 from segrecipes.cli.main import main
 from segrecipes.engine.lr_find import range_test
@@ -137,3 +142,25 @@ def test_lr_find_refuses_bad_ranges_in_one_line(args: list[str], message: str, t
     error = capsys.readouterr().err
     assert code == 2 and message in error and len(error.strip().splitlines()) == 1
     assert not (tmp_path / "lr").exists()
+
+
+def _auto_lr_rank(rank: int, port: int, folder: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2",
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    segrecipes.run.AUTO_LR_TEST = RangeTest(steps=8)
+    try:
+        trainer = build_trainer(tiny_config("optimizer.lr=auto", "train.global_batch_size=8"), Path(folder) / "run")
+        (Path(folder) / f"rank{rank}.json").write_text(json.dumps(trainer.optimizer.param_groups[0]["initial_lr"]))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_under_two_ranks_rank_0_decides_and_both_use_its_rate(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(_auto_lr_rank, args=(port, str(tmp_path)), nprocs=2, join=True)
+    rates = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert rates[0] == rates[1] == json.loads((tmp_path / "run" / LR_FIND_RECORD).read_text())["suggestion"]
