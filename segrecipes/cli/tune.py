@@ -65,8 +65,10 @@ def tune_command(
         settings.trial_config({other.key: getattr(other, "high" if other is dimension else "low")
                                for other in settings.space})
     url = storage or f"sqlite:///{(out / 'study.db').resolve()}"
-    out.mkdir(parents=True, exist_ok=True)
+    if storage is None:
+        out.mkdir(parents=True, exist_ok=True)  # the default storage's folder
     study = open_study(settings, url, study_name or out.resolve().name, seed, heartbeat)
+    out.mkdir(parents=True, exist_ok=True)
     console = Console()
     metric = base.train.best_metric
     done = finished_trials(study)

@@ -23,9 +23,11 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
 from segrecipes.config import ConfigError, RunConfig, load_config
 from segrecipes.engine.interrupt import TrainingDiverged
+from segrecipes.errors import one_line
 from segrecipes.evaluation.metrics import SegMetrics
 from segrecipes.run import build_trainer, run_clock, training_data
 from segrecipes.tune.space import Dimension
@@ -65,9 +67,13 @@ def open_study(settings: TuneSettings, storage_url: str, name: str, seed: int | 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the command prints each trial itself
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = RDBStorage(storage_url, heartbeat_interval=heartbeat_s, grace_period=2 * heartbeat_s,
-                             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                                 max_retry=2, inherit_intermediate_values=True))
+        try:
+            storage = RDBStorage(storage_url, heartbeat_interval=heartbeat_s, grace_period=2 * heartbeat_s,
+                                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                                     max_retry=2, inherit_intermediate_values=True))
+        except (SQLAlchemyError, ImportError, ValueError) as error:  # a bad URL, a missing driver, no server
+            raise ConfigError(f"--storage {storage_url}: cannot open it as an Optuna database "
+                              f"({type(error).__name__}: {one_line(error)})") from None
         study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True,
                                     sampler=optuna.samplers.TPESampler(seed=seed), pruner=_pruner(settings))
     saved = study.user_attrs.get(SETTINGS_ATTR)

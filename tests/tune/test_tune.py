@@ -73,6 +73,18 @@ def test_bad_space_is_one_line_and_exit_2(space: str, message: str, tmp_path: Pa
     assert not (tmp_path / "tune").exists()
 
 
+@pytest.mark.parametrize("option, message", [
+    (["--storage", "nowhere://study"], "--storage nowhere://study: cannot open it as an Optuna database"),
+    (["--pruner", "fast"], "--pruner 'fast': use one of asha, hyperband, median, none"),
+])
+def test_bad_storage_or_pruner_is_one_line_and_exit_2(option: list[str], message: str, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli("tune", *TRIAL, *option, "--out", str(tmp_path / "tune")) == 2
+    error = capsys.readouterr().err
+    assert message in error and len(error.strip().splitlines()) == 1, error
+    assert not (tmp_path / "tune").exists()
+
+
 def test_tune_without_optuna_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna now fails, as without the extra
