@@ -53,7 +53,8 @@ def tune_command(
     except ImportError:
         raise ConfigError("segrecipes tune needs Optuna: pip install 'segrecipes[tune]'") from None
     from segrecipes.tune.report import write_tune_report
-    from segrecipes.tune.study import PRUNERS, TuneSettings, finished_trials, open_study, run_trials
+    from segrecipes.tune.study import PRUNERS, TuneSettings, check_trial_folders, finished_trials, open_study, \
+        run_trials
 
     if pruner not in PRUNERS:
         raise ConfigError(f"--pruner {pruner!r}: use one of {', '.join(PRUNERS)}")
@@ -68,6 +69,7 @@ def tune_command(
     if storage is None:
         out.mkdir(parents=True, exist_ok=True)  # the default storage's folder
     study = open_study(settings, url, study_name or out.resolve().name, seed, heartbeat)
+    check_trial_folders(study, out)
     out.mkdir(parents=True, exist_ok=True)
     console = Console()
     metric = base.train.best_metric

@@ -111,6 +111,16 @@ def _first_evaluation_step(config: RunConfig) -> int:
     return steps
 
 
+def check_trial_folders(study: optuna.Study, out_dir: Path) -> None:
+    """Refuse a tune folder holding trial runs that ``study`` does not know (its storage was replaced, or
+    another study ran here): a trial would otherwise continue another's checkpoint."""
+    known = {f"trial-{trial.number}" for trial in study.get_trials(deepcopy=False)}
+    foreign = sorted(folder for folder in (out_dir / TRIALS_DIR).glob("trial-*") if folder.name not in known)
+    if foreign:
+        raise ConfigError(f"{foreign[0]}: a trial that study {study.study_name!r} does not hold (was its storage "
+                          "replaced?); use a new --out folder or the study's own --storage")
+
+
 def finished_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
@@ -140,6 +150,7 @@ def _objective(trial: optuna.Trial, settings: TuneSettings, out_dir: Path) -> fl
     values = {dimension.key: dimension.suggest(trial) for dimension in settings.space}
     config = settings.trial_config(values)
     trial.set_user_attr(FIRST_ATTEMPT, trial.user_attrs.get(FIRST_ATTEMPT, trial.number))
+    folder = trial_dir(out_dir, trial)
     metric = config.train.best_metric
 
     def report(step: int, metrics: SegMetrics) -> None:
@@ -147,7 +158,7 @@ def _objective(trial: optuna.Trial, settings: TuneSettings, out_dir: Path) -> fl
         if not trainer.clock.finished and trial.should_prune():  # the last evaluation completes the trial
             raise optuna.TrialPruned(f"step {step}: {metric} {metrics.value(metric):.2f}")
 
-    trainer = build_trainer(config, trial_dir(out_dir, trial), resume="auto", on_evaluation=report)
+    trainer = build_trainer(config, folder, resume="auto", on_evaluation=report)
     try:
         summary = trainer.fit()
     except TrainingDiverged as diverged:  # a rate too high for the run: as bad as it gets, and no failure

@@ -112,6 +112,8 @@ def test_tune_prunes_continues_and_its_best_config_trains(tmp_path: Path) -> Non
     best = max((row for row in second if row["state"] == "complete"), key=lambda row: float(row["value"]))
     written = yaml.safe_load((out / "best.yaml").read_text())
     assert written["optimizer"]["lr"] == pytest.approx(float(best["optimizer.lr"]), rel=1e-5)
+    (out / "study.db").unlink()  # a study that does not know the trial folders here: refused before any work
+    assert cli("tune", *TRIAL, *LR_ONLY, "--trials", "4", "--out", str(out)) == 2
     run = tmp_path / "best-run"
     assert cli("train", "--config", str(out / "best.yaml"), "--run-dir", str(run)) == 0
     trained = yaml.safe_load((run / "config.yaml").read_text())
