@@ -167,6 +167,7 @@ def test_a_killed_trial_is_marked_failed_and_retried_with_its_values(tmp_path: P
     assert retry["run_dir"].endswith(f"trial-{killed.number}")  # it continues the killed trial's folder
 
 
+@pytest.mark.slow
 def test_every_evaluation_reaches_the_hook_a_pruner_listens_on() -> None:
     seen: list[tuple[int, float]] = []
     trainer = build_trainer(tiny_config("train.duration=4ba", "train.eval_interval=2ba"), None,
@@ -180,6 +181,7 @@ def test_a_study_planned_with_lr_auto_accepts_its_runs_found_rate() -> None:
     assert _first_difference({"optimizer": {"lr": 0.08}}, {"optimizer": {"lr": 0.134}}) is not None
 
 
+@pytest.mark.slow
 def test_a_closed_trainer_leaves_no_loader_workers_behind() -> None:
     """Trials and range tests drop their trainers before the process ends: their persistent workers stop
     at once (at garbage collection they would be joined one by one, seconds each, in the middle of a search)."""
