@@ -51,8 +51,9 @@ T = TypeVar("T")
 SPLITS_RECORD = "data-splits.json"  # in the run folder: the images of each split of a one-split export
 LR_FIND_RECORD = "lr_find.json"  # in the run folder of an `optimizer.lr: auto` run: the range test's curve
 AUTO_LR_TEST = RangeTest()  # the range test of `optimizer.lr: auto` (`segrecipes lr-find` takes its own)
-__all__ = ["build_network", "build_trainer", "found_lr", "holds_checkpoint", "lr_range_test", "newest_checkpoint", "resolved_statistics",
-           "resume_point", "resumed_config", "run_clock", "timed_constants", "training_data", "validation_data"]
+__all__ = ["build_network", "build_trainer", "found_lr", "holds_checkpoint", "lr_range_test", "newest_checkpoint",
+           "resolved_statistics", "resume_point", "resumed_config", "run_clock", "timed_constants", "training_data",
+           "validation_data"]
 
 
 def build_trainer(

@@ -21,7 +21,7 @@ def range_test(trainer: Trainer, test: RangeTest = RangeTest(),
     """Run ``test`` on ``trainer`` (whose weights and optimizer it changes: use a trainer built for it);
     returns this rank's curve and rank 0's suggested learning rate. ``progress(step, lr, loss)`` after
     each step."""
-    base = trainer.optimizer.param_groups[0]["lr"]
+    base = trainer.optimizer.defaults["lr"]  # the optimizer's rate; a group's own (a backbone's) is a share of it
     shares = [group["lr"] / base for group in trainer.optimizer.param_groups]
     trainer.lr_schedule = lambda fraction: 1.0  # the rates are set below, step by step
     curve = LRCurve()

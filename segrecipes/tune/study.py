@@ -56,7 +56,8 @@ class TuneSettings:
         return load_config(self.recipe, self.config_file, [*self.overrides, *sets])
 
     def record(self) -> dict[str, Any]:
-        return {**asdict(self), "space": [str(dimension) for dimension in self.space], "overrides": list(self.overrides)}
+        return {**asdict(self), "space": [str(dimension) for dimension in self.space],
+                "overrides": list(self.overrides)}
 
 
 def open_study(settings: TuneSettings, storage_url: str, name: str, seed: int | None = None,

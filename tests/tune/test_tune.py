@@ -141,7 +141,8 @@ def test_two_processes_share_one_study(tmp_path: Path) -> None:
     finished = [trial for trial in trials if trial.state.is_finished()]
     assert 5 <= len(finished) <= 6 and all(trial.state != optuna.trial.TrialState.FAIL for trial in trials)
     assert len({trial.number for trial in trials}) == len(trials)
-    ran = {int(path.name.removeprefix("trial-")) for name in ("a", "b") for path in (tmp_path / name / "trials").iterdir()}
+    ran = {int(path.name.removeprefix("trial-")) for name in ("a", "b")
+           for path in (tmp_path / name / "trials").iterdir()}
     assert ran == {trial.number for trial in trials}  # each trial trained once, by one of the processes
     assert any((tmp_path / "b" / "trials").iterdir())  # the second process took trials too
 
