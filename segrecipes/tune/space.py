@@ -93,6 +93,8 @@ def parse_dimension(text: str, config: RunConfig) -> Dimension:
     if log and low <= 0:
         raise ConfigError(f"--space {text!r}: a log range must lie above 0 (low is {low:g})")
     current = _current_value(config, key, text)
+    if low_unit is None and isinstance(current, str) and current != "auto":
+        raise ConfigError(f"--space {text!r}: {key} is {_kind(current)}")
     integer = isinstance(current, int) and not isinstance(current, bool) and low_unit is None \
         and low.is_integer() and high.is_integer()
     dimension = Dimension(key, low, high, log, low_unit, integer)
@@ -100,7 +102,7 @@ def parse_dimension(text: str, config: RunConfig) -> Dimension:
         checked = build_config(merge_dicts(config.to_dict(), parse_override(dimension.override(value))),
                                f"--space {text}")
         if isinstance(_read(checked.to_dict(), key), str) and low_unit is None:
-            raise ConfigError(f"--space {text!r}: {key} is not a number")
+            raise ConfigError(f"--space {text!r}: {key} is {_kind(_read(checked.to_dict(), key))}")
     return dimension
 
 
@@ -127,6 +129,15 @@ def _current_value(config: RunConfig, key: str, text: str) -> Any:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(f"--space {text!r}: unknown key {key!r}{hint}")
     return data[section][name]
+
+
+def _kind(value: str) -> str:
+    """Why a text value takes no bare-number range."""
+    try:
+        Duration.parse(value)
+    except ConfigError:
+        return "not a number"
+    return "a duration: give both bounds with a unit (e.g. 100ba:2000ba or 0.05dur:0.5dur)"
 
 
 def _read(data: dict[str, Any], key: str) -> Any:

@@ -64,6 +64,8 @@ def test_space_narrows_a_default_and_adds_keys_with_units() -> None:
     ("optimizer.lr=0:0.1:log", "a log range must lie above 0"),
     ("sam.rho=0:0.5", "sam.rho"),
     ("optimizer.lr=0.01", "expected section.key=low:high"),
+    ("ema.half_life=5:50", "ema.half_life is a duration: give both bounds with a unit"),
+    ("data.spec=1:2", "data.spec is not a number"),
 ])
 def test_bad_space_is_one_line_and_exit_2(space: str, message: str, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
