@@ -8,6 +8,7 @@ every validation problem into a one-line :class:`ConfigError` that names the key
 from __future__ import annotations
 
 import difflib
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,16 +30,30 @@ RECIPE_DIR = Path(__file__).parent / "recipes"
 
 
 class OptimizerConfig(Section):
-    """SGDW is the reference: decoupled weight decay scaled by lr_t / lr_0 (SPEC §2)."""
+    """SGDW is the reference: decoupled weight decay scaled by lr_t / lr_0 (SPEC §2). ``lr: auto`` runs
+    the learning-rate range test at the start of the run and records the rate it suggests here."""
 
     name: Literal["sgdw", "sgd", "adamw"] = "sgdw"
-    lr: float = Field(0.08, gt=0)
+    lr: float | Literal["auto"] = 0.08
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(5e-5, ge=0)
     nesterov: bool = False
     betas: tuple[float, float] = (0.9, 0.999)  # adamw only
     backbone_lr_mult: float = Field(1.0, ge=0)  # the backbone's learning rate relative to the head's
     norm_weight_decay: float | None = Field(None, ge=0)  # for norm layers and biases (None: weight_decay)
+
+    @field_validator("lr", mode="before")
+    @classmethod
+    def _check_lr(cls, value: Any) -> Any:
+        if value == "auto":
+            return value
+        try:
+            rate = float(value)
+        except (TypeError, ValueError):
+            raise ValueError("expected a number > 0 or 'auto'") from None
+        if not 0 < rate < math.inf or isinstance(value, bool):
+            raise ValueError("expected a number > 0 or 'auto'")
+        return rate
 
 
 class ScheduleConfig(Section):
@@ -347,7 +362,7 @@ def transferred(config: RunConfig, user: dict[str, Any]) -> RunConfig:
     update: dict[str, dict[str, Any]] = {}
     if config.ema.enabled and ("ema", "warmup") not in given:
         update["ema"] = {"warmup": True}  # the CamVid study: the warmup helped a carried-over mild in every seed
-    if ("optimizer", "lr") not in given:
+    if ("optimizer", "lr") not in given and config.optimizer.lr != "auto":
         factor = lr_factor(section.lr_scaling, config.train.global_batch_size, section.reference_batch_size)
         update["optimizer"] = {"lr": config.optimizer.lr * factor}
     for name, key in TIME_CONSTANTS:

@@ -20,7 +20,7 @@ from torch.utils.data import Subset
 
 from segrecipes.config import ConfigError, Duration, OptimizerConfig, RunConfig, build_config, merge_dicts, \
     moved_keys, parse_override
-from segrecipes.cache import write_bytes_atomic
+from segrecipes.cache import write_bytes_atomic, write_json
 from segrecipes.data.augmented import AugmentedDataset
 from segrecipes.data.check import training_checks
 from segrecipes.data.errors import DataError
@@ -33,21 +33,27 @@ from segrecipes.disk import write_failure
 from segrecipes.engine.checkpoint import CheckpointError, checkpoint_candidates, latest_checkpoint
 from segrecipes.engine.clock import Clock
 from segrecipes.engine.distributed import DistInfo, barrier, init_distributed
+from segrecipes.engine.lr_find import range_test
 from segrecipes.engine.remote import RemoteMirror
 from segrecipes.engine.trackers import check_trackers
 from segrecipes.engine.trainer import Trainer
+from segrecipes.evaluation.metrics import SegMetrics
 from segrecipes.methods import EMA, SAM, ChannelsLast, FreezeBackbone, Method, MixUp, SegmentationLoss
 from segrecipes.methods.ema import smoothing_for
 from segrecipes.models.factory import build_model
 from segrecipes.models.input_stats import weights_normalization
 from segrecipes.models.parts import backbone_of
 from segrecipes.optim import SGDW, LRSchedule, parameter_groups
+from segrecipes.optim.lr_find import LRCurve, RangeTest
 
 Split = RawDataset | Subset  # a split, or what is left of it without its bad files
 T = TypeVar("T")
 SPLITS_RECORD = "data-splits.json"  # in the run folder: the images of each split of a one-split export
-__all__ = ["build_network", "build_trainer", "holds_checkpoint", "newest_checkpoint", "resolved_statistics",
-           "resume_point", "resumed_config", "run_clock", "timed_constants", "training_data", "validation_data"]
+LR_FIND_RECORD = "lr_find.json"  # in the run folder of an `optimizer.lr: auto` run: the range test's curve
+AUTO_LR_TEST = RangeTest()  # the range test of `optimizer.lr: auto` (`segrecipes lr-find` takes its own)
+__all__ = ["build_network", "build_trainer", "found_lr", "holds_checkpoint", "lr_range_test", "newest_checkpoint",
+           "resolved_statistics", "resume_point", "resumed_config", "run_clock", "timed_constants", "training_data",
+           "validation_data"]
 
 
 def build_trainer(
@@ -57,6 +63,7 @@ def build_trainer(
     dist: DistInfo | None = None,
     extra_methods: Sequence[Method] = (),
     mirror: RemoteMirror | None = None,
+    on_evaluation: Callable[[int, SegMetrics], None] | None = None,
 ) -> Trainer:
     """A trainer for ``config`` writing to ``run_dir`` (None: nothing written). ``resume``: a checkpoint
     to continue (:func:`resume_point` reads a run's), or ``"auto"``: continue ``run_dir``'s newest
@@ -64,7 +71,8 @@ def build_trainer(
     (which continues with the folder's own config and its ``--set`` overrides, :func:`resume_point`),
     here with ``config``, which must describe the same run (a longer duration extends it, keeping its
     ``dur`` constants). ``extra_methods`` (your own) run beside the config's. Bad data is refused here,
-    before the first step. With a ``mirror``, ``run_dir`` is its staging folder."""
+    before the first step. With a ``mirror``, ``run_dir`` is its staging folder. ``on_evaluation(step,
+    metrics)`` follows each evaluation (a search's pruner: :class:`Trainer`)."""
     if resume == "auto":
         if run_dir is None:
             raise ConfigError("resume='auto' needs a run folder (the one to continue when it holds a checkpoint)")
@@ -75,6 +83,7 @@ def build_trainer(
     check_trackers(config.train.loggers)  # a logger whose package is missing, refused before any work
     config = weights_normalized(config)
     dist = dist or init_distributed(config.train.device, config.train.dist_timeout)
+    config = found_lr(config, dist, run_dir, resume)
     torch.manual_seed(config.train.seed)  # the model's initial weights do not depend on the rank
     config, (train_raw, val_raw, class_names, ignore_index) = _checked_datasets(config, dist)
     if run_dir is not None and dist.is_main:
@@ -93,11 +102,39 @@ def build_trainer(
         lr_schedule=_lr_schedule(config, clock), inference=config.eval,
         class_names=class_names, ignore_index=ignore_index, run_dir=run_dir, config=config.to_dict(), dist=dist,
         mirror=mirror, clock=clock, num_workers=data.num_workers, pin_memory=data.pin_memory,
-        persistent_workers=data.persistent_workers,
+        persistent_workers=data.persistent_workers, on_evaluation=on_evaluation,
     )
     if resume is not None:
         trainer.load_state_dict(resume)
     return trainer
+
+
+def found_lr(config: RunConfig, dist: DistInfo, run_dir: Path | str | None = None,
+             resume: dict[str, Any] | None = None) -> RunConfig:
+    """``config`` with ``optimizer.lr: auto`` replaced by a rate: the resumed run's own, or the range
+    test's suggestion (:func:`lr_range_test`; rank 0 decides), its curve written to ``lr_find.json`` in
+    ``run_dir``. A resume never searches again."""
+    if config.optimizer.lr != "auto":
+        return config
+    if resume is not None:
+        lr = resume["config"]["optimizer"]["lr"]
+    else:
+        curve, lr = lr_range_test(config, dist, AUTO_LR_TEST)
+        if run_dir is not None and dist.is_main:
+            write_json(Path(run_dir) / LR_FIND_RECORD, curve.to_dict())
+    return config.model_copy(update={"optimizer": config.optimizer.model_copy(update={"lr": lr})})
+
+
+def lr_range_test(config: RunConfig, dist: DistInfo | None = None, test: RangeTest = RangeTest(),
+                  progress: Callable[[int, float, float], None] | None = None) -> tuple[LRCurve, float]:
+    """The learning-rate range test of ``config``'s run (its model, data, methods and step, nothing
+    written): this rank's curve and rank 0's suggested rate (:mod:`segrecipes.optim.lr_find`)."""
+    base = config.optimizer.model_copy(update={"lr": 1.0})  # the test sets every step's rate itself
+    trainer = build_trainer(config.model_copy(update={"optimizer": base}), None, dist=dist)
+    try:
+        return range_test(trainer, test, progress)
+    finally:
+        trainer.close()
 
 
 def holds_checkpoint(run_dir: Path | str, mirror: RemoteMirror | None = None) -> bool:

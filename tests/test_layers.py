@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "segrecipes"
 LAYERS = [
     {"errors", "disk"}, {"cache"}, {"duration", "fetch"}, {"fields", "transfer"}, {"data", "models", "optim"},
     {"methods", "evaluation"}, {"engine"},
-    {"config"}, {"run"}, {"deploy", "bench"}, {"cli", "functional", "__init__"},
+    {"config"}, {"run"}, {"deploy", "bench"}, {"tune"}, {"cli", "functional", "__init__"},
 ]
 LAYER_OF = {name: index for index, layer in enumerate(LAYERS) for name in layer}
 

@@ -13,11 +13,13 @@ from segrecipes.cli.bench import bench_app
 from segrecipes.cli.data import data_app
 from segrecipes.cli.errors import USER_ERRORS
 from segrecipes.cli.evaluate import eval_command
+from segrecipes.cli.lr_find import lr_find_command
 from segrecipes.cli.export import export_command
 from segrecipes.cli.predict import predict_command
 from segrecipes.cli.recipes import recipes_app
 from segrecipes.cli.report import report_command
 from segrecipes.cli.train import train_command
+from segrecipes.cli.tune import tune_command
 from segrecipes.cli.weights import weights_app
 from segrecipes.data.healing import LoaderFailed
 from segrecipes.deploy.errors import ExportCheckFailed
@@ -39,6 +41,8 @@ app.command("eval")(eval_command)
 app.command("predict")(predict_command)
 app.command("export")(export_command)
 app.command("report")(report_command)
+app.command("lr-find")(lr_find_command)
+app.command("tune")(tune_command)
 app.add_typer(recipes_app, name="recipes")
 app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")

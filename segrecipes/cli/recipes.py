@@ -44,7 +44,8 @@ def show_recipe(
     print(config.to_yaml(), end="")
     print(f"# constants for this run: {config.data.spec}, {images} training images ({counted}), "
           f"global batch {config.train.global_batch_size}, transfer {config.recipe.transfer}")
-    rows = [("optimizer.lr", f"{written.optimizer.lr:g}", f"{config.optimizer.lr:g}", "-")]
+    rows = [("optimizer.lr", *(f"{lr:g}" if lr != "auto" else "auto"
+                               for lr in (written.optimizer.lr, config.optimizer.lr)), "-")]
     literal = timed_constants(written, images)
     for key, (value, resolved) in timed_constants(config, images).items():
         rows.append((key, _text(literal[key][0]), _text(value), _text(resolved)))

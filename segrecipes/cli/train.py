@@ -16,7 +16,7 @@ from segrecipes.engine.remote import is_url, open_mirror
 from segrecipes.run import build_trainer, holds_checkpoint, resume_point, resumed_config
 
 
-def _overrides(data: str | None, duration: str | None, loss: str | None, sets: list[str]) -> list[str]:
+def run_overrides(data: str | None, duration: str | None, loss: str | None, sets: list[str]) -> list[str]:
     shortcuts = [f"data.spec={data}"] if data else []
     shortcuts += [f"train.duration={duration}"] if duration else []
     shortcuts += [f"loss.name={loss}"] if loss else []
@@ -40,7 +40,7 @@ def train_command(
 ) -> None:
     """Train a segmentation model; prints the final validation mIoU."""
     console = Console()
-    overrides = _overrides(data, duration, loss, list(set_ or []))
+    overrides = run_overrides(data, duration, loss, list(set_ or []))
     automatic = resume == "auto"  # the same command line starts a run or continues it (torchrun restarts)
     if automatic and run_dir is None:
         raise ConfigError("--resume auto needs --run-dir (the folder to resume if it holds a checkpoint)")
@@ -72,6 +72,10 @@ def train_command(
                       f"{cfg.model.name} {cfg.model.backbone}; data {cfg.data.spec})")
         nodes, per_node = node_layout(trainer.dist.world_size)
         probed = cfg.train.device_microbatch_size == "auto" and trainer.device.type == "cuda"
+        if cfg.optimizer.lr == "auto":
+            found = (trainer.config or {})["optimizer"]["lr"]
+            console.print(f"optimizer.lr auto: {found:g}" + (" (the resumed run's)" if state is not None else
+                                                              f" (the range test's suggestion, {folder}/lr_find.json)"))
         console.print(f"world size {trainer.dist.world_size} ({nodes} node{'s' if nodes > 1 else ''} x {per_node}), "
                       f"{trainer.batch_per_rank} images per rank, microbatch "
                       f"{'auto (found before the first step)' if probed else trainer.microbatch}")

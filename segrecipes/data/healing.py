@@ -66,6 +66,13 @@ class HealingLoader:
                     signal.signal(signal.SIGCHLD, previous)
 
 
+    def close(self) -> None:
+        """Stop the persistent workers now (a run that ends early, or a throwaway trainer), not at garbage
+        collection, which may come late and then waits for each worker in turn."""
+        _shut_down(self.loader._iterator)
+        self.loader._iterator = None
+
+
 def _quiet_sigchld() -> Any:
     """Switch torch's raising SIGCHLD handler off (see the module docstring); the handler to restore."""
     try:

@@ -57,6 +57,8 @@ class Trainer:
     ``run_dir`` the run writes its logs, checkpoints and summary there, with ``config`` (a plain dict) for
     ``segrecipes eval``; a ``mirror`` (a run folder on object storage) gets a copy at each checkpoint.
     ``clock`` (the run's durations in steps) is built from ``settings`` unless given; loading uses ``num_workers``.
+    ``on_evaluation(step, metrics)`` is called after each evaluation of the run (a search reports it to
+    its pruner); what it raises ends :meth:`fit`.
     """
 
     def __init__(
@@ -74,6 +76,7 @@ class Trainer:
         mirror: RemoteMirror | None = None,
         clock: Clock | None = None,
         num_workers: int = 0, pin_memory: bool = True, persistent_workers: bool = True,
+        on_evaluation: Callable[[int, SegMetrics], None] | None = None,
     ) -> None:
         self.settings, self.loss_fn, self.optimizer = settings, loss_fn, optimizer
         self.train_data, self.val_data = train_data, val_data
@@ -86,7 +89,7 @@ class Trainer:
         if metric_error is not None:
             raise ConfigError(f"train.best_metric: {metric_error}")
         self.run_dir, self.config = (Path(run_dir) if run_dir is not None else None), config
-        self.mirror, self.num_workers = mirror, num_workers
+        self.mirror, self.num_workers, self.on_evaluation = mirror, num_workers, on_evaluation
         self.dist = dist or init_distributed(settings.device, settings.dist_timeout)
         self.device = self.dist.device
         self.methods = arrange(methods)
@@ -284,6 +287,8 @@ class Trainer:
         worst = ", ".join(f"{name} {iou:.1f}" for name, iou in metrics.worst(3))
         bar.message(f"step {self.clock.step}: val mIoU {metrics.miou:.2f}  pixel acc {metrics.pixel_acc:.2f}"
                     + (f"  worst IoU: {worst}" if worst else ""))
+        if self.on_evaluation is not None:
+            self.on_evaluation(self.clock.step, metrics)
         return metrics
 
     def state_dict(self) -> dict[str, Any]:
@@ -293,6 +298,11 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from :meth:`state_dict`, e.g. a checkpoint read by ``engine.checkpoint.load_checkpoint``."""
         self.checkpointer.restore(self, state)
+
+    def close(self) -> None:
+        """Stop the training DataLoader's persistent workers (a trainer dropped before its process ends:
+        a search's trial, a range test's)."""
+        self.loader.close()
 
     def save_checkpoint(self, final: bool = False) -> None:
         """Write a training checkpoint (rank 0, with a run folder); every rank calls it at the same step.

@@ -30,8 +30,9 @@ from segrecipes.methods import SAM
 from segrecipes.run import build_trainer, weights_normalized
 
 RESULT_FILE = "result.json"
-# keys the run resolves itself (data statistics from the weights or the training split): not compared
-_RESOLVED_KEYS = {("data", "mean"), ("data", "std")}
+# keys the run resolves itself (data statistics from the weights or the training split, the learning rate
+# of `optimizer.lr: auto` from its range test): not compared
+_RESOLVED_KEYS = {("data", "mean"), ("data", "std"), ("optimizer", "lr")}
 
 
 @dataclass
