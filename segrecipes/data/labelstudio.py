@@ -122,8 +122,8 @@ def _convert(
         size = sizes.pop() if sizes else _image_size(image_dir, file_name)
         regions = []
         for result, label in results:
-            regions.append((_pixels(result, *size, f"{where}, result {result.get('id')!r}"), label,
-                            f"{where}, result {result.get('id')!r}"))
+            named = f"{where}, result {result.get('id')!r}"
+            regions.append((_pixels(result, *size, named), label, named))
             points = result["value"].get("points")
             if points and leaves_image([_pixel_points(points, *size)], *size):
                 outside.append(result.get("id"))

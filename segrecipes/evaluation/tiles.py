@@ -69,9 +69,10 @@ def tiled_rows(
     tile_h, tile_w = min(tile, height), min(tile, width)
     row_starts, col_starts = tile_starts(height, tile_h, step), tile_starts(width, tile_w, step)
     band_top, sums, weights = 0, None, None  # sums (C, rows, width) and weights (rows, width) from band_top on
+    window = blend_window(tile_h, tile_w)  # one tile's weights, the same for every tile
     for index, top in enumerate(row_starts):
         rows = read_rows(top, tile_h)
-        window = blend_window(tile_h, tile_w).to(rows.device)
+        window = window.to(rows.device)
         needed = top + tile_h - band_top  # the band must reach this tile row's bottom
         for left in col_starts:
             probs = predict_probs(model, rows[:, :, :, left:left + tile_w], (tile_h, tile_w), options,
