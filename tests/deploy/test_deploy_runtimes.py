@@ -1,5 +1,5 @@
 """OpenVINO, ONNX INT8 and Hugging Face folder exports: each round-trips through ``predict``, carries its
-metadata, and the Hub path loads from the Hub's own cache offline."""
+metadata, and the Hub path downloads from a local stand-in for the Hub and loads from the Hub's cache offline."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import torch
 from torchvision.io import decode_image, write_png
 
 from helpers.cli import run_cli
+from helpers.hub_server import COMMIT, hub_server
 
 from segrecipes.deploy import export_model, load_model
 from segrecipes.deploy.hf_format import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE
@@ -26,7 +27,6 @@ from segrecipes.deploy.trained_model import TrainedModel
 
 openvino = pytest.importorskip("openvino", reason="the openvino extra is not installed")
 huggingface_hub = pytest.importorskip("huggingface_hub", reason="the hf extra is not installed")
-
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +141,34 @@ def test_hf_uri_loads_from_the_hub_cache_offline(runtimes, tiny_run, image_folde
     assert err == ("error: hf://owner/absent: not in the Hugging Face cache, and downloads are off "
                    "(HF_HUB_OFFLINE) or the Hub is unreachable\n")
     assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.slow
+def test_hf_uri_downloads_from_the_hub_into_its_cache(runtimes, tiny_run, image_folder, tmp_path, capsys) -> None:
+    cache, requests = tmp_path / "hub", []
+    with hub_server({"owner/tiny": runtimes["hf"]}, requests) as endpoint:
+        # a fresh process, so that huggingface_hub reads HF_ENDPOINT and HF_HUB_CACHE from the environment
+        env = {**{key: value for key, value in os.environ.items() if key != "HF_HUB_OFFLINE"},
+               "HF_ENDPOINT": endpoint, "HF_HUB_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+
+        def predict(uri: str, out: Path) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "segrecipes.cli.main", "predict", str(image_folder),
+                                   "--device", "cpu", "--no-overlay", "--out", str(out), "--checkpoint", uri],
+                                  env=env, capture_output=True, text=True)
+
+        done = predict("hf://owner/tiny", tmp_path / "hub_out")
+        assert done.returncode == 0, done.stderr
+        refused = predict("hf://owner/absent", tmp_path / "none")
+    assert torch.equal(decode_image(str(tmp_path / "hub_out" / "scene.png")),
+                       _predicted(capsys, tiny_run, image_folder, tmp_path / "pt"))
+    snapshot = cache / "models--owner--tiny" / "snapshots" / COMMIT
+    for name in (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE):  # each file downloaded once, byte for byte
+        assert (snapshot / name).read_bytes() == (runtimes["hf"] / name).read_bytes()
+        assert sum(line.startswith("GET ") and line.endswith(f"/{name}") for line in requests) == 1
+    assert (cache / "models--owner--tiny" / "refs" / "main").read_text() == COMMIT
+    # a repository the Hub does not have: one line naming it, exit 2, nothing written
+    assert refused.returncode == 2 and refused.stderr.startswith("error: hf://owner/absent: the Hub refused it (")
+    assert refused.stderr.count("\n") == 1 and not (tmp_path / "none").exists()
 
 
 @pytest.mark.slow
