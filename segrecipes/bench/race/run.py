@@ -115,9 +115,12 @@ def run_race(plan: Sequence[tuple[str, int, RunConfig]], out_dir: Path, eval_dat
     for label, seed, config in plan:
         run_dir = out_dir / "runs" / f"{label}-seed{seed}"
         trainer = build_trainer(config, run_dir)
-        summary = trainer.fit()
-        if eval_data is not None:
-            summary["miou"] = trainer.evaluate(eval_data).miou
+        try:
+            summary = trainer.fit()
+            if eval_data is not None:
+                summary["miou"] = trainer.evaluate(eval_data).miou
+        finally:
+            trainer.close()  # the next run of the race starts its own loader workers
         runs.append(RaceRun(
             recipe=label, seed=seed, run_dir=str(run_dir), curve=read_curve(run_dir), final_miou=summary["miou"],
             images_per_s=summary["train_images_per_s"], wall_time_s=summary["elapsed_s"],

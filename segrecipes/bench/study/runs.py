@@ -114,8 +114,11 @@ def run_study(plan: Sequence[PlannedRun], out_dir: Path, shard: tuple[int, int] 
 def _train(planned: PlannedRun, run_dir: Path) -> StudyRun:
     config = planned.config
     trainer = build_trainer(config, run_dir, resume="auto")
-    summary = trainer.fit()
-    train_miou = trainer.evaluate(trainer.train_data.raw).miou
+    try:
+        summary = trainer.fit()
+        train_miou = trainer.evaluate(trainer.train_data.raw).miou
+    finally:
+        trainer.close()  # the next run of the study starts its own loader workers
     sam = next((method.interval for method in trainer.methods if isinstance(method, SAM)), None)
     steps = summary["step"]
     run = StudyRun(
