@@ -149,7 +149,7 @@ def test_hf_uri_downloads_from_the_hub_into_its_cache(runtimes, tiny_run, image_
     with hub_server({"owner/tiny": runtimes["hf"]}, requests) as endpoint:
         # a fresh process, so that huggingface_hub reads HF_ENDPOINT and HF_HUB_CACHE from the environment
         env = {**{key: value for key, value in os.environ.items() if key != "HF_HUB_OFFLINE"},
-               "HF_ENDPOINT": endpoint, "HF_HUB_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+               "HF_ENDPOINT": endpoint, "HF_HUB_CACHE": str(cache), "NO_PROXY": "127.0.0.1", "OMP_NUM_THREADS": "1"}
 
         def predict(uri: str, out: Path) -> subprocess.CompletedProcess[str]:
             return subprocess.run([sys.executable, "-m", "segrecipes.cli.main", "predict", str(image_folder),
