@@ -15,7 +15,7 @@ from segrecipes.deploy.export_check import DEFAULT_MAX_DROP, DEFAULT_MAX_DROP_IN
 from segrecipes.deploy.loading import load_model
 from segrecipes.deploy.onnx_format import ONNX_OPSET
 from segrecipes.deploy.quantize import calibration_inputs, check_calibration_method
-from segrecipes.deploy.trained_model import scoring_data
+from segrecipes.deploy.trained_model import scoring_data, with_data_spec
 
 _COMPILED_SUFFIXES = (".onnx", ".torchscript", ".xml")
 
@@ -56,9 +56,8 @@ def export_command(
     check_config, check_set = scoring_data(trained, trained.config, check_data) if check_data else (None, None)
     calibration = []
     if quantize:
-        calibration_config = trained.config.model_copy(
-            update={"data": trained.config.data.model_copy(update={"spec": calibration_data or trained.config.data.spec})})
-        calibration = calibration_inputs(calibration_config, calibration_split, calibration_images)
+        calibration = calibration_inputs(with_data_spec(trained.config, calibration_data), calibration_split,
+                                         calibration_images)
     report = export_model(trained, format_name, path, quantize=quantize, calibration=calibration,
                           calibration_split=calibration_split, calibration_method=calibration_method,
                           license_name=license_name, strict=False)

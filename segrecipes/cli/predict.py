@@ -13,7 +13,7 @@ from segrecipes.cli import inference_flags as flags
 from segrecipes.deploy.errors import DeployError
 from segrecipes.deploy.geotiff import check_geotiff, predict_geotiff
 from segrecipes.deploy.loading import load_model
-from segrecipes.deploy.predict import Tiling, check_tile, find_images, predict_files
+from segrecipes.deploy.predict import Tiling, find_images, predict_files
 from segrecipes.engine.distributed import pick_device
 from segrecipes.engine.precision import amp_dtype_for
 
@@ -53,9 +53,7 @@ def predict_command(
     trained = load_model(checkpoint, target)
     cfg = flags.apply(trained.config, update, "predict options")
     tiling = Tiling(tile or DEFAULT_GEOTIFF_TILE, overlap) if geotiff else Tiling(tile, overlap) if tile else None
-    amp_dtype = amp_dtype_for(cfg.train.precision, target)
-    if tiling is not None:
-        check_tile(trained, tiling)
+    amp_dtype = amp_dtype_for(cfg.train.precision, target)  # predict_files and predict_geotiff check the tiling
     if geotiff:
         for image in images:
             check_geotiff(trained, image)

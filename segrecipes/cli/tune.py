@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -81,9 +81,8 @@ def tune_command(
     def report(trial: optuna.trial.FrozenTrial) -> None:
         state, last = trial.state.name.lower(), max(trial.intermediate_values, default=None)
         score = f"{metric} {trial.value:.2f}" if trial.value is not None else "no score"
-        values = "  ".join(f"{key}={value:.3g}" for key, value in trial.params.items())
         console.print(f"trial {trial.number} {state}{f' at step {last}' if state == 'pruned' else ''}: {score}  "
-                      f"{values}", soft_wrap=True)
+                      f"{_values(trial.params)}", soft_wrap=True)
         write_tune_report(study, settings, out, metric)
 
     run_trials(study, settings, out, trials, on_trial=report)
@@ -107,5 +106,9 @@ def _print_trials(console: Console, study: optuna.Study, settings: TuneSettings,
     console.print(table)
     best = best_trial(study)
     if best is not None:
-        values = "  ".join(f"{key}={value:.3g}" for key, value in best.params.items())
-        console.print(f"best: trial {best.number}, {metric} {best.value:.2f}  {values}", soft_wrap=True)
+        console.print(f"best: trial {best.number}, {metric} {best.value:.2f}  {_values(best.params)}", soft_wrap=True)
+
+
+def _values(params: dict[str, Any]) -> str:
+    """A trial's values as ``key=value`` pairs, to three significant digits."""
+    return "  ".join(f"{key}={value:.3g}" for key, value in params.items())

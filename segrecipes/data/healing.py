@@ -65,7 +65,6 @@ class HealingLoader:
                 if previous is not None:
                     signal.signal(signal.SIGCHLD, previous)
 
-
     def close(self) -> None:
         """Stop the persistent workers now (a run that ends early, or a throwaway trainer), not at garbage
         collection, which may come late and then waits for each worker in turn."""

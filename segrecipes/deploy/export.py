@@ -113,8 +113,10 @@ def export_model(
 ) -> ExportReport:
     """Write ``trained`` (moved to CPU, eval mode) to ``path`` and check it on ``shapes`` (default: two
     shapes from the run's eval size); a difference above the report's tolerance raises
-    :class:`ExportCheckFailed` (``strict``) or is left to the caller (``report.passed``). ``quantize="int8"`` (ONNX) calibrates on the normalized ``calibration``
-    inputs (images of ``calibration_split``, ranges by ``calibration_method``); ``license_name`` is the licence of an ``hf`` folder's card."""
+    :class:`ExportCheckFailed` (``strict``) or is left to the caller (``report.passed``).
+    ``quantize="int8"`` (ONNX) calibrates on the normalized ``calibration`` inputs (images of
+    ``calibration_split``, ranges by ``calibration_method``); ``license_name`` is the licence of an ``hf``
+    folder's card."""
     spec = export_format(format_name, quantize)
     if path.suffix.lower() != spec.suffix and spec.suffix:
         raise DeployError(f"{path}: a {format_name} export must end in {spec.suffix} (predict recognises models by suffix)")

@@ -81,7 +81,7 @@ def check_export(
                                                     predictions[0])
     exported_miou, exported_speed = _timed_scores(exported, samples, options, num_classes, ignore_index,
                                                   predictions[1])
-    changed = sum(int((a != b).sum()) for a, b in zip(*predictions))
+    changed = sum(int((a != b).sum()) for a, b in zip(*predictions, strict=True))
     total = sum(prediction.numel() for prediction in predictions[0])
     return ExportCheck(data_name, len(samples), options.protocol, reference_miou, exported_miou, changed / total,
                        reference_speed, exported_speed, max_drop)

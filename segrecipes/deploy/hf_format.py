@@ -50,9 +50,8 @@ def _run_evaluation(source: Path) -> dict[str, str]:
 def write_hf_folder(trained: TrainedModel, folder: Path, license_name: str = DEFAULT_LICENSE) -> None:
     """The three files into ``folder`` (created); the card's licence field is ``license_name``."""
     folder.mkdir(parents=True, exist_ok=True)
-    write_safetensors(trained, folder / WEIGHTS_FILE)
     extra = {**_run_evaluation(trained.source), "segrecipes.license": license_name}
-    add_safetensors_metadata(folder / WEIGHTS_FILE, extra)
+    write_safetensors(trained, folder / WEIGHTS_FILE, extra)
     _describe(folder, {**model_metadata(trained), **extra})
 
 

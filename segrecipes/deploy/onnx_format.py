@@ -34,7 +34,7 @@ _DYNAMIC_AXES = {0: "batch", 2: "height", 3: "width"}
 def write_onnx(trained: TrainedModel, path: Path) -> None:
     """Trace ``trained.model`` (on CPU, eval mode) into ``path`` and store the model metadata as
     ONNX metadata props."""
-    onnx = require("onnx", "onnx", "ONNX support")
+    require("onnx", "onnx", "ONNX support")  # torch.onnx.export writes through it
     with quiet_tracing(), torch.no_grad():
         torch.onnx.export(
             trained.model,

@@ -15,9 +15,10 @@ from .errors import DeployError
 from .metadata import model_metadata, read_metadata
 
 
-def write_safetensors(trained: TrainedModel, path: Path) -> None:
+def write_safetensors(trained: TrainedModel, path: Path, extra: dict[str, str] | None = None) -> None:
+    """The weights with the model metadata (and ``extra`` entries) in the header."""
     weights = {name: tensor.detach().cpu().contiguous() for name, tensor in trained.model.state_dict().items()}
-    save_file(weights, str(path), metadata=model_metadata(trained))
+    save_file(weights, str(path), metadata={**model_metadata(trained), **(extra or {})})
 
 
 def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -56,11 +56,16 @@ def load_trained_model(path: Path | str, device: torch.device | str = "cpu") -> 
                                  int(data["ignore_index"]), weights, source, device)
 
 
+def with_data_spec(config: RunConfig, spec: str | None) -> RunConfig:
+    """``config`` reading its data from ``spec`` (unchanged without one): a model scored or calibrated on
+    other data than it was trained on."""
+    return config.model_copy(update={"data": config.data.model_copy(update={"spec": spec})}) if spec else config
+
+
 def scoring_data(trained: TrainedModel, config: RunConfig, spec: str | None = None) -> tuple[RunConfig, RawDataset]:
     """``config`` with ``data.spec`` set to ``spec`` (when given) and its validation split, refused when its
     classes are not the model's."""
-    if spec:
-        config = config.model_copy(update={"data": config.data.model_copy(update={"spec": spec})})
+    config = with_data_spec(config, spec)
     val = validation_data(config)
     if val.num_classes != trained.num_classes:
         raise DataError(f"{config.data.spec}: has {val.num_classes} classes but the checkpoint "
